@@ -1,0 +1,47 @@
+# The two set-up commands: `make run` and `make test`. Both install what they need first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+ASSETS := src/modelyard/http/static/graphiql/VERSIONS.json
+
+.PHONY: run test install install-dev lint schema bench clean
+
+run: $(VENV)/.installed $(ASSETS)
+	$(BIN)/modelyard serve
+
+test: $(VENV)/.installed-dev $(ASSETS)
+	scripts/ensure_chromium.sh
+	scripts/ensure_postgres.sh
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed $(ASSETS)
+
+install-dev: $(VENV)/.installed-dev $(ASSETS)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+$(ASSETS): scripts/fetch_graphiql.py
+	$(PYTHON) scripts/fetch_graphiql.py
+
+lint: install-dev
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy src
+
+schema: install
+	$(BIN)/modelyard export-schema > schema.graphql
+
+bench: install-dev
+	$(BIN)/python scripts/bench/catalog.py
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,47 @@
+"""Aliases: movable names (`production`, `champion`) pointing at one version of a model."""
+
+from __future__ import annotations
+
+from tortoise.transactions import in_transaction
+
+from modelyard.catalog.models import get_model
+from modelyard.catalog.refs import check_alias, parse_ref
+from modelyard.catalog.resolve import resolve_version
+from modelyard.db.tables import AliasRow
+from modelyard.errors import ConflictError, InvalidError, NotFoundError
+
+
+async def set_alias(model: str, alias: str, version: str, actor: str | None = None) -> AliasRow:
+    """Point `alias` of `model` at `version` (a number or a ref of the same model)."""
+    check_alias(alias)
+    async with in_transaction():
+        row = await get_model(model)
+        ref = parse_ref(f"{row.full_name}:{version}" if version.isdigit() else version)
+        if ref.model.full != row.full_name:
+            raise InvalidError(f"version {version!r} is not a version of model {row.full_name!r}")
+        target = await resolve_version(ref)
+        if target.status == "ARCHIVED":
+            raise ConflictError(f"version {ref} is archived; restore it before pointing an alias at it")
+        existing = await AliasRow.get_or_none(model_id=row.id, name=alias)
+        if existing is None:
+            existing = await AliasRow.create(
+                model_id=row.id, name=alias, version_id=target.id, updated_by=actor
+            )
+        else:
+            existing.version_id = target.id
+            existing.updated_by = actor
+            await existing.save()
+        existing.version = target
+        return existing
+
+
+async def delete_alias(model: str, alias: str) -> AliasRow:
+    """Remove an alias; NOT_FOUND when the model has no such alias."""
+    check_alias(alias)
+    async with in_transaction():
+        row = await get_model(model)
+        existing = await AliasRow.get_or_none(model_id=row.id, name=alias)
+        if existing is None:
+            raise NotFoundError(f"model {row.full_name!r} has no alias {alias!r}")
+        await existing.delete()
+        return existing

@@ -1,0 +1,242 @@
+"""Lineage: typed edges from a version to the versions and datasets it came from.
+
+The graph is a DAG; an edge that would close a cycle is refused. Every walk is one
+`WITH RECURSIVE` statement, batched over many start versions at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from modelyard.catalog import datasets
+from modelyard.catalog.refs import parse_ref
+from modelyard.catalog.resolve import resolve_version
+from modelyard.db.sql import Sql
+from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, VersionRow
+from modelyard.errors import ConflictError, InvalidError, NotFoundError
+
+MAX_PARENTS = 100
+# Serialises lineage writes on PostgreSQL so two concurrent edges cannot close a cycle together.
+_LINEAGE_LOCK = 0x6D6F_6479_6C69
+
+
+class Relation(enum.Enum):
+    FINE_TUNED_FROM = "FINE_TUNED_FROM"
+    DISTILLED_FROM = "DISTILLED_FROM"
+    QUANTIZED_FROM = "QUANTIZED_FROM"
+    CONVERTED_FROM = "CONVERTED_FROM"
+    DERIVED_FROM = "DERIVED_FROM"
+    TRAINED_ON = "TRAINED_ON"
+    EVALUATED_ON = "EVALUATED_ON"
+
+    @property
+    def to_dataset(self) -> bool:
+        """TRAINED_ON and EVALUATED_ON point at dataset versions; the others at model versions."""
+        return self in (Relation.TRAINED_ON, Relation.EVALUATED_ON)
+
+
+class Direction(enum.Enum):
+    UP = "UP"
+    DOWN = "DOWN"
+    BOTH = "BOTH"
+
+
+@dataclass(frozen=True)
+class ParentSpec:
+    """A parent as the user names it: a version ref, or `dataset@version` for dataset relations."""
+
+    parent: str
+    relation: Relation
+
+
+@dataclass(frozen=True)
+class ResolvedParent:
+    relation: Relation
+    version: VersionRow | None = None
+    dataset_version: DatasetVersionRow | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        if self.version is not None:
+            return (self.relation.value, "v", self.version.id)
+        assert self.dataset_version is not None
+        return (self.relation.value, "d", self.dataset_version.id)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One lineage edge found by a walk, with its distance from the start."""
+
+    id: int
+    child_id: int
+    parent_version_id: int | None
+    parent_dataset_id: int | None
+    relation: Relation
+    depth: int
+
+
+async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
+    """Resolve every parent ref; refuse duplicates and too many parents."""
+    if len(specs) > MAX_PARENTS:
+        raise InvalidError(f"a version may have at most {MAX_PARENTS} lineage parents")
+    out: list[ResolvedParent] = []
+    seen: set[tuple[str, str, int]] = set()
+    for spec in specs:
+        if spec.relation.to_dataset:
+            dv = await datasets.resolve_dataset_version(spec.parent)
+            parent = ResolvedParent(spec.relation, dataset_version=dv)
+        else:
+            version = await resolve_version(parse_ref(spec.parent))
+            parent = ResolvedParent(spec.relation, version=version)
+        if parent.key in seen:
+            raise InvalidError(f"lineage parent {spec.parent!r} ({spec.relation.value}) is given twice")
+        seen.add(parent.key)
+        out.append(parent)
+    return out
+
+
+async def lock_lineage() -> None:
+    """Take the lineage write lock for the current transaction (PostgreSQL; SQLite is serial)."""
+    sql = Sql()
+    if sql.dialect == "postgres":
+        await sql.rows(f"SELECT pg_advisory_xact_lock({sql.p(_LINEAGE_LOCK)})")
+
+
+async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
+    """Insert edges from `child`, refusing self-edges, duplicates and cycles. Call in a transaction."""
+    if not parents:
+        return
+    await lock_lineage()
+    for parent in parents:
+        if parent.version is not None:
+            if parent.version.id == child.id:
+                raise ConflictError("a version cannot be its own lineage parent")
+            if await _is_ancestor(child.id, parent.version.id):
+                raise ConflictError(
+                    f"lineage edge to version id {parent.version.id} would close a cycle: "
+                    "it already descends from this version"
+                )
+        exists = await LineageEdgeRow.filter(
+            child_id=child.id,
+            parent_version_id=parent.version.id if parent.version else None,
+            parent_dataset_id=parent.dataset_version.id if parent.dataset_version else None,
+            relation=parent.relation.value,
+        ).exists()
+        if exists:
+            raise ConflictError("this lineage edge already exists")
+    await LineageEdgeRow.bulk_create(
+        [
+            LineageEdgeRow(
+                child_id=child.id,
+                parent_version_id=p.version.id if p.version else None,
+                parent_dataset_id=p.dataset_version.id if p.dataset_version else None,
+                relation=p.relation.value,
+            )
+            for p in parents
+        ]
+    )
+
+
+async def remove_edge(child: VersionRow, parent: ResolvedParent) -> None:
+    """Delete one edge; NOT_FOUND when there is none."""
+    deleted = await LineageEdgeRow.filter(
+        child_id=child.id,
+        parent_version_id=parent.version.id if parent.version else None,
+        parent_dataset_id=parent.dataset_version.id if parent.dataset_version else None,
+        relation=parent.relation.value,
+    ).delete()
+    if not deleted:
+        raise NotFoundError("no such lineage edge")
+
+
+async def _is_ancestor(candidate: int, start: int) -> bool:
+    """True when `candidate` is `start` or one of its ancestors, at any depth (one query)."""
+    sql = Sql()
+    rows = await sql.rows(
+        f"""
+        WITH RECURSIVE up(vid) AS (
+            SELECT {sql.p(start)}
+            UNION
+            SELECT e.parent_version_id FROM lineage_edge e JOIN up ON e.child_id = up.vid
+            WHERE e.parent_version_id IS NOT NULL
+        )
+        SELECT 1 AS hit FROM up WHERE vid = {sql.p(candidate)} LIMIT 1
+        """
+    )
+    return bool(rows)
+
+
+def descendants_sql(sql: Sql, version_id: int) -> str:
+    """A subquery of the ids of every version descending from `version_id`, at any depth."""
+    return f"""
+        WITH RECURSIVE down(vid) AS (
+            SELECT e.child_id FROM lineage_edge e WHERE e.parent_version_id = {sql.p(version_id)}
+            UNION
+            SELECT e.child_id FROM lineage_edge e JOIN down d ON e.parent_version_id = d.vid
+        )
+        SELECT vid FROM down"""
+
+
+async def walk(
+    start_ids: list[int], direction: Direction, depth: int
+) -> dict[int, list[Edge]]:
+    """Edges within `depth` steps of each start version, up or down: one statement for all."""
+    if direction is Direction.BOTH:
+        up = await walk(start_ids, Direction.UP, depth)
+        down = await walk(start_ids, Direction.DOWN, depth)
+        return {i: up.get(i, []) + down.get(i, []) for i in start_ids}
+    sql = Sql()
+    if direction is Direction.UP:
+        step, follow, join_on = "e.parent_version_id", "e.child_id", "e.child_id"
+        not_null = "AND e.parent_version_id IS NOT NULL"
+    else:
+        step, follow, join_on = "e.child_id", "e.parent_version_id", "e.parent_version_id"
+        not_null = ""
+    ids = sql.many(start_ids)  # placeholders in the order they appear: `?` is positional
+    max_depth = sql.p(depth)
+    max_depth_again = sql.p(depth)
+    rows = await sql.rows(
+        f"""
+        WITH RECURSIVE walk(root, vid, depth) AS (
+            SELECT id, id, 0 FROM model_version WHERE id IN ({ids})
+            UNION
+            SELECT w.root, {step}, w.depth + 1 FROM lineage_edge e JOIN walk w ON {follow} = w.vid
+            WHERE w.depth < {max_depth} {not_null}
+        )
+        SELECT w.root AS root, e.id AS id, e.child_id AS child_id,
+               e.parent_version_id AS parent_version_id, e.parent_dataset_id AS parent_dataset_id,
+               e.relation AS relation, MIN(w.depth) + 1 AS depth
+        FROM walk w JOIN lineage_edge e ON {join_on} = w.vid
+        WHERE w.depth < {max_depth_again}
+        GROUP BY w.root, e.id, e.child_id, e.parent_version_id, e.parent_dataset_id, e.relation
+        ORDER BY depth, e.id
+        """
+    ) if start_ids else []
+    out: dict[int, list[Edge]] = {i: [] for i in start_ids}
+    for r in rows:
+        out[r["root"]].append(
+            Edge(r["id"], r["child_id"], r["parent_version_id"], r["parent_dataset_id"],
+                 Relation(r["relation"]), int(r["depth"]))
+        )
+    return out
+
+
+
+async def link(ref: str, spec: ParentSpec) -> VersionRow:
+    """Add one lineage edge to an existing version."""
+    async with in_transaction():
+        child = await resolve_version(parse_ref(ref))
+        await add_edges(child, await resolve_parents([spec]))
+        return child
+
+
+async def unlink(ref: str, spec: ParentSpec) -> VersionRow:
+    """Remove one lineage edge from a version."""
+    async with in_transaction():
+        child = await resolve_version(parse_ref(ref))
+        (parent,) = await resolve_parents([spec])
+        await remove_edge(child, parent)
+        return child

@@ -1,0 +1,150 @@
+"""Names and references: the one grammar that names a model, a version or a dataset version.
+
+    name           latest READY version      vision/resnet50
+    name:3         version number 3          vision/resnet50:3
+    name@alias     what an alias points at   vision/resnet50@production
+    name@sha256:…  manifest digest (pinned)  vision/resnet50@sha256:9f2c…
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelyard.errors import InvalidError
+
+_PART = r"[a-z0-9][a-z0-9._-]{0,63}"
+NAME_RE = re.compile(rf"^(?:(?P<ns>{_PART})/)?(?P<name>{_PART})$")
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+KEY_RE = re.compile(r"^[A-Za-z0-9_.:/\-\[\]]{1,128}$")
+
+
+@dataclass(frozen=True)
+class ModelName:
+    """A validated model (or dataset) name with its optional namespace."""
+
+    namespace: str
+    name: str
+
+    @property
+    def full(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+
+def parse_name(raw: str, what: str = "model") -> ModelName:
+    """Validate `[namespace/]name`; raise INVALID with the rule when it does not match."""
+    m = NAME_RE.match(raw or "")
+    if not m:
+        raise InvalidError(
+            f"invalid {what} name {raw!r}: use lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 64 characters, with an optional "
+            "'namespace/' prefix of the same form"
+        )
+    return ModelName(m.group("ns") or "", m.group("name"))
+
+
+def check_alias(raw: str) -> str:
+    """Validate an alias name (a number would read as a version, so it must start with a letter)."""
+    if not ALIAS_RE.match(raw or "") or raw == "latest":
+        raise InvalidError(
+            f"invalid alias {raw!r}: use lowercase letters, digits, '.', '_' or '-', starting "
+            "with a letter, at most 64 characters ('latest' is reserved)"
+        )
+    return raw
+
+
+def check_key(raw: str, what: str) -> str:
+    """Validate a param, metric or tag key."""
+    if not KEY_RE.match(raw or ""):
+        raise InvalidError(
+            f"invalid {what} key {raw!r}: 1-128 characters of letters, digits and _ . : / - [ ]"
+        )
+    return raw
+
+
+def check_digest(raw: str) -> str:
+    """Validate a `sha256:<64 lowercase hex>` digest."""
+    if not DIGEST_RE.match(raw or ""):
+        raise InvalidError(f"invalid digest {raw!r}: expected 'sha256:' and 64 lowercase hex digits")
+    return raw
+
+
+@dataclass(frozen=True)
+class VersionRef:
+    """A parsed reference to a model version; exactly one of number, alias, digest, or none (latest)."""
+
+    model: ModelName
+    number: int | None = None
+    alias: str | None = None
+    digest: str | None = None
+
+    def __str__(self) -> str:
+        if self.number is not None:
+            return f"{self.model.full}:{self.number}"
+        if self.alias is not None:
+            return f"{self.model.full}@{self.alias}"
+        if self.digest is not None:
+            return f"{self.model.full}@{self.digest}"
+        return self.model.full
+
+
+def parse_ref(raw: str) -> VersionRef:
+    """Parse `name`, `name:N`, `name@alias` or `name@sha256:<hex>`."""
+    text = (raw or "").strip()
+    if "@" in text:
+        base, _, target = text.partition("@")
+        model = parse_name(base)
+        if target.startswith("sha256:"):
+            return VersionRef(model, digest=check_digest(target))
+        return VersionRef(model, alias=_ref_alias(target, raw))
+    if ":" in text:
+        base, _, num = text.rpartition(":")
+        model = parse_name(base)
+        if not num.isdigit() or int(num) < 1 or len(num) > 9:
+            raise InvalidError(f"invalid version ref {raw!r}: the version number must be 1 or more")
+        return VersionRef(model, number=int(num))
+    try:
+        return VersionRef(parse_name(text))
+    except InvalidError as exc:
+        raise InvalidError(
+            f"invalid version ref {raw!r}: expected name, name:N, name@alias or name@sha256:<hex>"
+        ) from exc
+
+
+def _ref_alias(target: str, raw: str) -> str:
+    try:
+        return check_alias(target) if target != "latest" else target
+    except InvalidError as exc:
+        raise InvalidError(f"invalid version ref {raw!r}: {exc.message}") from exc
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """`dataset` (latest version) or `dataset@version`."""
+
+    dataset: ModelName
+    version: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.dataset.full}@{self.version}" if self.version else self.dataset.full
+
+
+DATASET_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_dataset_version(raw: str) -> str:
+    """Validate a dataset version label such as `v3` or `2024-06`."""
+    if not DATASET_VERSION_RE.match(raw or ""):
+        raise InvalidError(
+            f"invalid dataset version {raw!r}: 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return raw
+
+
+def parse_dataset_ref(raw: str) -> DatasetRef:
+    """Parse `dataset` or `dataset@version`."""
+    base, sep, version = (raw or "").strip().partition("@")
+    name = parse_name(base, "dataset")
+    return DatasetRef(name, check_dataset_version(version) if sep else None)

@@ -1,0 +1,298 @@
+"""Search: typed version filters compiled to one SQL statement over indexed columns.
+
+Param comparisons use `param.num_value` (numbers and bools) or `param.text_value` (strings),
+metric comparisons `metric.value` (the latest value of each key); `and`/`or`/`not` nest.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelyard.catalog import datasets, lineage
+from modelyard.catalog.models import Task
+from modelyard.catalog.refs import check_alias, check_key, parse_name, parse_ref
+from modelyard.catalog.resolve import resolve_version
+from modelyard.catalog.versions import Status
+from modelyard.db.sql import Sql
+from modelyard.db.tables import ModelRow, VersionRow
+from modelyard.errors import InvalidError, LimitError
+
+MAX_FILTER_TERMS = 50
+_OPS = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+
+
+@dataclass
+class Compare:
+    """A comparison on one param or metric key; every operator given must hold."""
+
+    key: str
+    eq: Any = None
+    ne: Any = None
+    lt: float | None = None
+    lte: float | None = None
+    gt: float | None = None
+    gte: float | None = None
+    in_: list[Any] | None = None
+
+
+@dataclass
+class TagMatch:
+    """A tag with this key (and this value, when given)."""
+
+    key: str
+    value: str | None = None
+
+
+@dataclass
+class VersionFilter:
+    """Every condition given must hold; `or_` holds when any of its filters does."""
+
+    model: str | None = None
+    namespace: str | None = None
+    status: list[Status] | None = None
+    params: list[Compare] = field(default_factory=list)
+    metrics: list[Compare] = field(default_factory=list)
+    tags: list[TagMatch] = field(default_factory=list)
+    alias: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    derived_from: str | None = None
+    trained_on: str | None = None
+    and_: list[VersionFilter] = field(default_factory=list)
+    or_: list[VersionFilter] = field(default_factory=list)
+    not_: VersionFilter | None = None
+
+
+class OrderField(enum.Enum):
+    CREATED_AT = "CREATED_AT"
+    NUMBER = "NUMBER"
+    METRIC = "METRIC"
+    PARAM = "PARAM"
+
+
+@dataclass
+class VersionOrder:
+    """Sort by a column, a metric or a numeric param; versions without the key sort last."""
+
+    field: OrderField = OrderField.CREATED_AT
+    key: str | None = None
+    descending: bool = True
+
+
+@dataclass
+class Page:
+    """A page of ids and the means to count them all."""
+
+    ids: list[int]
+    has_next: bool
+    offset: int
+    sql_count: tuple[str, list[Any]]
+
+
+class _Compiler:
+    def __init__(self, sql: Sql) -> None:
+        self.sql = sql
+        self.terms = 0
+
+    def _count(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise LimitError(f"a filter may hold at most {MAX_FILTER_TERMS} conditions")
+
+    async def compile(self, f: VersionFilter, top: bool = False) -> str:
+        sql, parts = self.sql, []
+        if f.model is not None:
+            self._count()
+            full = parse_name(f.model).full
+            parts.append(f"v.model_id = (SELECT id FROM model WHERE full_name = {sql.p(full)})")
+        if f.namespace is not None:
+            self._count()
+            parts.append(f"v.model_id IN (SELECT id FROM model WHERE namespace = {sql.p(f.namespace)})")
+        if f.status:
+            self._count()
+            parts.append(f"v.status IN ({sql.many([s.value for s in f.status])})")
+        elif top:
+            parts.append(f"v.status <> {sql.p(Status.ARCHIVED.value)}")
+        for cmp in f.params:
+            self._count()
+            parts.append(self._param(cmp))
+        for cmp in f.metrics:
+            self._count()
+            parts.append(self._metric(cmp))
+        for tag in f.tags:
+            self._count()
+            check_key(tag.key, "tag")
+            cond = f"t.key = {sql.p(tag.key)}"
+            if tag.value is not None:
+                cond += f" AND t.value = {sql.p(tag.value)}"
+            parts.append(f"EXISTS (SELECT 1 FROM version_tag t WHERE t.version_id = v.id AND {cond})")
+        if f.alias is not None:
+            self._count()
+            check_alias(f.alias)
+            parts.append(
+                f"EXISTS (SELECT 1 FROM alias a WHERE a.version_id = v.id AND a.name = {sql.p(f.alias)})"
+            )
+        if f.created_after is not None:
+            self._count()
+            parts.append(f"v.created_at >= {sql.p(_db_time(f.created_after))}")
+        if f.created_before is not None:
+            self._count()
+            parts.append(f"v.created_at < {sql.p(_db_time(f.created_before))}")
+        if f.derived_from is not None:
+            self._count()
+            origin = await resolve_version(parse_ref(f.derived_from))
+            parts.append(f"v.id IN ({lineage.descendants_sql(sql, origin.id)})")
+        if f.trained_on is not None:
+            self._count()
+            parts.append(await self._trained_on(f.trained_on))
+        for sub in f.and_:
+            parts.append(f"({await self.compile(sub)})")
+        if f.or_:
+            alternatives = [f"({await self.compile(sub)})" for sub in f.or_]
+            parts.append("(" + " OR ".join(alternatives) + ")")
+        if f.not_ is not None:
+            parts.append(f"NOT ({await self.compile(f.not_)})")
+        return " AND ".join(parts) if parts else "1 = 1"
+
+    def _param(self, cmp: Compare) -> str:
+        sql = self.sql
+        check_key(cmp.key, "param")
+        conds = [f"p.key = {sql.p(cmp.key)}"]
+        if cmp.eq is not None:
+            conds.append(self._param_eq(cmp.eq))
+        if cmp.ne is not None:
+            conds.append(f"NOT ({self._param_eq(cmp.ne)})")
+        for op in ("lt", "lte", "gt", "gte"):
+            value = getattr(cmp, op)
+            if value is not None:
+                conds.append(f"p.kind IN ('int', 'float') AND p.num_value {_OPS[op]} {sql.p(float(value))}")
+        if cmp.in_ is not None:
+            if not cmp.in_:
+                raise InvalidError(f"param {cmp.key!r}: 'in' needs at least one value")
+            conds.append("(" + " OR ".join(f"({self._param_eq(v)})" for v in cmp.in_) + ")")
+        where = " AND ".join(conds)
+        return f"EXISTS (SELECT 1 FROM param p WHERE p.version_id = v.id AND {where})"
+
+    def _param_eq(self, value: Any) -> str:
+        sql = self.sql
+        if isinstance(value, bool):
+            return f"p.kind = 'bool' AND p.num_value = {sql.p(1.0 if value else 0.0)}"
+        if isinstance(value, (int, float)):
+            return f"p.kind IN ('int', 'float') AND p.num_value = {sql.p(float(value))}"
+        if isinstance(value, str):
+            return f"p.kind = 'string' AND p.text_value = {sql.p(value)}"
+        raise InvalidError(f"params compare with a string, number or boolean, got {value!r:.60}")
+
+    def _metric(self, cmp: Compare) -> str:
+        sql = self.sql
+        check_key(cmp.key, "metric")
+        conds = [f"m.key = {sql.p(cmp.key)}"]
+        for op in ("eq", "ne", "lt", "lte", "gt", "gte"):
+            value = getattr(cmp, op)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise InvalidError(f"metric {cmp.key!r} compares with numbers, got {value!r:.60}")
+                conds.append(f"m.value {_OPS[op]} {sql.p(float(value))}")
+        if cmp.in_ is not None:
+            if not cmp.in_:
+                raise InvalidError(f"metric {cmp.key!r}: 'in' needs at least one value")
+            conds.append(f"m.value IN ({sql.many([float(v) for v in cmp.in_])})")
+        where = " AND ".join(conds)
+        return f"EXISTS (SELECT 1 FROM metric m WHERE m.version_id = v.id AND {where})"
+
+    async def _trained_on(self, raw: str) -> str:
+        sql = self.sql
+        ref = raw.strip()
+        rel = f"e.relation = {sql.p(lineage.Relation.TRAINED_ON.value)}"
+        if "@" in ref:
+            dv = await datasets.resolve_dataset_version(ref)
+            target = f"e.parent_dataset_id = {sql.p(dv.id)}"
+        else:
+            ds = await datasets.get_dataset(ref)
+            target = (
+                f"e.parent_dataset_id IN (SELECT id FROM dataset_version WHERE dataset_id = {sql.p(ds.id)})"
+            )
+        return f"EXISTS (SELECT 1 FROM lineage_edge e WHERE e.child_id = v.id AND {rel} AND {target})"
+
+
+def _db_time(value: datetime) -> Any:
+    """A datetime encoded as Tortoise stores it, so raw comparisons match on both databases."""
+    return VersionRow._meta.fields_map["created_at"].to_db_value(value, VersionRow)
+
+
+def _order_sql(sql: Sql, order: VersionOrder) -> tuple[str, str]:
+    """The sort column to select and the ORDER BY clause; versions lacking the key sort last."""
+    direction = "DESC" if order.descending else "ASC"
+    if order.field is OrderField.NUMBER:
+        return "v.number", f"sort_key {direction}, v.id {direction}"
+    if order.field is OrderField.CREATED_AT:
+        return "v.created_at", f"sort_key {direction}, v.id {direction}"
+    if not order.key:
+        raise InvalidError(f"ordering by {order.field.value} needs a key")
+    check_key(order.key, order.field.value.lower())
+    if order.field is OrderField.METRIC:
+        column = f"(SELECT o.value FROM metric o WHERE o.version_id = v.id AND o.key = {sql.p(order.key)})"
+    else:
+        column = (
+            "(SELECT o.num_value FROM param o WHERE o.version_id = v.id "
+            f"AND o.key = {sql.p(order.key)} AND o.kind IN ('int', 'float', 'bool'))"
+        )
+    return column, f"sort_key {direction} NULLS LAST, v.id {direction}"
+
+
+async def search_versions(
+    f: VersionFilter | None, order: VersionOrder | None, first: int, offset: int
+) -> Page:
+    """One page of version ids matching `f`, in `order`; archived versions only when asked."""
+    sql = Sql()
+    where = await _Compiler(sql).compile(f or VersionFilter(), top=True)
+    where_params = list(sql.params)
+    # The sort key's parameter comes after WHERE's, so the count reuses WHERE's prefix as is.
+    column, order_by = _order_sql(sql, order or VersionOrder())
+    rows = await sql.rows(
+        f"SELECT v.id AS id, {column} AS sort_key FROM model_version v WHERE {where} "
+        f"ORDER BY {order_by} LIMIT {int(first) + 1} OFFSET {int(offset)}"
+    )
+    ids = [r["id"] for r in rows]
+    count_sql = f"SELECT COUNT(*) AS n FROM model_version v WHERE {where}"
+    return Page(ids[:first], len(ids) > first, offset, (count_sql, where_params))
+
+
+async def count(page: Page) -> int:
+    """How many versions match the filter of `page`, across all pages."""
+    text, params = page.sql_count
+    sql = Sql()
+    sql.params = params
+    rows = await sql.rows(text)
+    return int(rows[0]["n"])
+
+
+@dataclass
+class ModelFilter:
+    """Models in a namespace, of a task, or whose name contains a text."""
+
+    namespace: str | None = None
+    task: Task | None = None
+    name_contains: str | None = None
+
+
+def model_query(f: ModelFilter | None) -> Any:
+    """Models matching `f`, unpaged, ordered by name."""
+    query = ModelRow.all()
+    if f is not None:
+        if f.namespace is not None:
+            query = query.filter(namespace=f.namespace)
+        if f.task is not None:
+            query = query.filter(task=f.task.value)
+        if f.name_contains:
+            query = query.filter(full_name__icontains=f.name_contains)
+    return query.order_by("full_name")
+
+
+async def search_models(f: ModelFilter | None, first: int, offset: int) -> tuple[list[ModelRow], bool]:
+    """A page of models by name and whether more follow."""
+    rows = await model_query(f).offset(offset).limit(first + 1)
+    return rows[:first], len(rows) > first

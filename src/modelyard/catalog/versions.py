@@ -1,0 +1,243 @@
+"""Versions: numbered atomically per model, with typed params, metrics, tags, run and lineage."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from modelyard.catalog import lineage
+from modelyard.catalog.manifest import manifest, manifest_digest
+from modelyard.catalog.models import check_description, check_tags, get_model
+from modelyard.catalog.params import TypedParam, check_metric, check_params
+from modelyard.catalog.refs import parse_ref
+from modelyard.catalog.resolve import resolve_version
+from modelyard.db.sql import Sql
+from modelyard.db.tables import (
+    AliasRow,
+    MetricPointRow,
+    MetricRow,
+    ParamRow,
+    VersionRow,
+    VersionTagRow,
+)
+from modelyard.errors import ConflictError, InvalidError, LimitError
+
+MAX_METRICS = 10_000
+
+
+class Status(enum.Enum):
+    PENDING = "PENDING"
+    READY = "READY"
+    ARCHIVED = "ARCHIVED"
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One logged metric value, optionally at a training step."""
+
+    key: str
+    value: float
+    step: int | None = None
+
+
+@dataclass
+class RunInfo:
+    """Where a version came from: an external run and the code that produced it."""
+
+    run_id: str | None = None
+    uri: str | None = None
+    code_repository: str | None = None
+    commit: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        for name in ("run_id", "uri", "code_repository", "commit"):
+            value = getattr(self, name)
+            if value is not None and len(value) > 2048:
+                raise InvalidError(f"run {name} is longer than 2048 characters")
+        if self.started_at and self.ended_at and self.ended_at < self.started_at:
+            raise InvalidError("run ended_at is before started_at")
+        return {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in vars(self).items()
+            if v is not None
+        }
+
+
+@dataclass
+class NewVersion:
+    """Everything `create_version` records in one transaction."""
+
+    model: str
+    description: str = ""
+    params: list[TypedParam] = field(default_factory=list)
+    metrics: list[MetricPoint] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    run: RunInfo | None = None
+    lineage: list[lineage.ParentSpec] = field(default_factory=list)
+
+
+@dataclass
+class VersionChanges:
+    """Mutable fields of a version; None leaves a field as it is."""
+
+    description: str | None = None
+    tags: dict[str, str] | None = None
+    run: RunInfo | None = None
+
+
+def check_metrics(points: list[MetricPoint]) -> list[MetricPoint]:
+    if len(points) > MAX_METRICS:
+        raise LimitError(f"at most {MAX_METRICS} metric values in one request")
+    for p in points:
+        check_metric(p.key, p.value)
+    return points
+
+
+async def _next_number(model_id: int) -> int:
+    """Take the model's next version number; the row update serialises concurrent creators."""
+    sql = Sql()
+    rows = await sql.rows(
+        f"UPDATE model SET version_seq = version_seq + 1 WHERE id = {sql.p(model_id)} "
+        "RETURNING version_seq"
+    )
+    return int(rows[0]["version_seq"])
+
+
+async def create_version(spec: NewVersion, actor: str | None = None) -> VersionRow:
+    """Create the next version of a model with everything it carries, all or nothing."""
+    check_description(spec.description)
+    check_params(spec.params)
+    check_metrics(spec.metrics)
+    check_tags(spec.tags)
+    run = spec.run.as_json() if spec.run else None
+    async with in_transaction():
+        model = await get_model(spec.model)
+        parents = await lineage.resolve_parents(spec.lineage)
+        number = await _next_number(model.id)
+        version = await VersionRow.create(
+            model_id=model.id,
+            number=number,
+            description=spec.description,
+            status=Status.READY.value,
+            manifest_digest=manifest_digest(manifest(model.full_name, spec.params, [])),
+            run=run,
+            created_by=actor,
+        )
+        await ParamRow.bulk_create(
+            [
+                ParamRow(
+                    version_id=version.id,
+                    key=p.key,
+                    kind=p.kind.value,
+                    num_value=p.num_value,
+                    text_value=p.text_value,
+                    value_json=p.value_json,
+                )
+                for p in spec.params
+            ]
+        )
+        await VersionTagRow.bulk_create(
+            [VersionTagRow(version_id=version.id, key=k, value=v) for k, v in spec.tags.items()]
+        )
+        await _record_metrics(version.id, spec.metrics)
+        await lineage.add_edges(version, parents)
+        version.model = model
+        return version
+
+
+async def _record_metrics(version_id: int, points: list[MetricPoint]) -> None:
+    """Append points to the history and move each key's current value to its latest point."""
+    if not points:
+        return
+    await MetricPointRow.bulk_create(
+        [MetricPointRow(version_id=version_id, key=p.key, value=p.value, step=p.step) for p in points]
+    )
+    latest: dict[str, MetricPoint] = {}
+    for p in points:  # the last point of the highest step wins; unstepped points are "now"
+        current = latest.get(p.key)
+        if current is None or p.step is None or current.step is None or p.step >= current.step:
+            latest[p.key] = p
+    existing = {
+        m.key: m for m in await MetricRow.filter(version_id=version_id, key__in=list(latest))
+    }
+    new_rows = []
+    for key, p in latest.items():
+        row = existing.get(key)
+        if row is None:
+            new_rows.append(MetricRow(version_id=version_id, key=key, value=p.value, step=p.step))
+        elif p.step is None or row.step is None or p.step >= row.step:
+            row.value, row.step = p.value, p.step
+            await row.save(update_fields=["value", "step", "logged_at"])
+    await MetricRow.bulk_create(new_rows)
+
+
+async def get_version(ref: str) -> VersionRow:
+    """The version a ref string names."""
+    return await resolve_version(parse_ref(ref))
+
+
+async def update_version(ref: str, changes: VersionChanges) -> VersionRow:
+    """Change a version's description, tags or run info (params and artifacts never change)."""
+    if changes.description is not None:
+        check_description(changes.description)
+    if changes.tags is not None:
+        check_tags(changes.tags)
+    run = changes.run.as_json() if changes.run else None
+    async with in_transaction():
+        version = await get_version(ref)
+        if changes.description is not None:
+            version.description = changes.description
+        if run is not None:
+            version.run = run
+        await version.save()
+        if changes.tags is not None:
+            await VersionTagRow.filter(version_id=version.id).delete()
+            await VersionTagRow.bulk_create(
+                [VersionTagRow(version_id=version.id, key=k, value=v) for k, v in changes.tags.items()]
+            )
+        return version
+
+
+async def archive_version(ref: str) -> VersionRow:
+    """Soft-archive a version; CONFLICT while an alias points at it."""
+    async with in_transaction():
+        version = await get_version(ref)
+        if version.status == Status.ARCHIVED.value:
+            raise ConflictError(f"version {ref} is already archived")
+        aliases = await AliasRow.filter(version_id=version.id).values_list("name", flat=True)
+        if aliases:
+            raise ConflictError(
+                f"version {ref} is the target of alias(es) {', '.join(sorted(aliases))}: "
+                "move or delete them first"
+            )
+        version.status = Status.ARCHIVED.value
+        await version.save(update_fields=["status", "updated_at"])
+        return version
+
+
+async def restore_version(ref: str) -> VersionRow:
+    """Bring an archived version back to READY."""
+    async with in_transaction():
+        version = await get_version(ref)
+        if version.status != Status.ARCHIVED.value:
+            raise ConflictError(f"version {ref} is not archived")
+        version.status = Status.READY.value
+        await version.save(update_fields=["status", "updated_at"])
+        return version
+
+
+async def log_metrics(ref: str, points: list[MetricPoint]) -> VersionRow:
+    """Append metric values to a version (evaluation results arrive after training)."""
+    check_metrics(points)
+    if not points:
+        raise InvalidError("no metrics given")
+    async with in_transaction():
+        version = await get_version(ref)
+        await _record_metrics(version.id, points)
+        return version

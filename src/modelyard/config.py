@@ -1,0 +1,88 @@
+"""Settings: every MODELYARD_* variable, read once, typed, with its default and one-line doc.
+
+Precedence: CLI flags, then environment variables, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import InvalidError
+
+
+def _default_data_dir() -> Path:
+    return Path("./data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Each field's `doc` metadata is shown in the README's settings table."""
+
+    host: str = field(default="127.0.0.1", metadata={"doc": "Address to bind; loopback unless told otherwise."})
+    port: int = field(default=8000, metadata={"doc": "TCP port of the HTTP server."})
+    data_dir: Path = field(
+        default_factory=_default_data_dir,
+        metadata={"doc": "Folder for the embedded SQLite file and the local blob store."},
+    )
+    database_url: str = field(
+        default="",
+        metadata={"doc": "Catalog database: `sqlite:///path.db` or `postgres://user@host:5432/db`; "
+                  "empty means `<data_dir>/modelyard.db`."},
+    )
+    log_level: str = field(default="info", metadata={"doc": "Server log level (debug, info, warning, error)."})
+    max_page_size: int = field(default=100, metadata={"doc": "Largest `first` a connection accepts."})
+    max_depth: int = field(default=12, metadata={"doc": "Deepest GraphQL selection accepted."})
+    max_tokens: int = field(default=4000, metadata={"doc": "Most lexical tokens in one GraphQL document."})
+    max_aliases: int = field(default=30, metadata={"doc": "Most field aliases in one GraphQL document."})
+    max_cost: int = field(
+        default=50000,
+        metadata={"doc": "Largest estimated number of objects one GraphQL request may return."},
+    )
+    max_lineage_depth: int = field(default=100, metadata={"doc": "Deepest `depth` a lineage walk accepts."})
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'modelyard.db').resolve()}"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from overrides (flags), then `MODELYARD_*` variables, then defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = overrides.get(f.name)
+            if raw is None:
+                raw = env.get(f"MODELYARD_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f, raw)
+        return cls(**values)
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, doc) for every setting, for the README."""
+        out = []
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((f"MODELYARD_{f.name.upper()}", str(default), f.metadata["doc"]))
+        return out
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+        return str(raw)
+    except ValueError as exc:
+        raise InvalidError(f"setting {f.name} must be an integer, got {raw!r}") from exc

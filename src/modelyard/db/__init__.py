@@ -1,0 +1,1 @@
+"""Persistence: Tortoise tables, migrations, connection set-up and raw SQL helpers."""

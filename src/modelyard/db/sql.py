@@ -1,0 +1,33 @@
+"""A small builder for the raw SQL the ORM cannot express (recursive walks, typed search).
+
+It numbers placeholders for the connection's dialect (`?` on SQLite, `$1` on asyncpg), so the
+same statement text serves both databases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import connections
+
+
+class Sql:
+    """Collects statement text and its parameters."""
+
+    def __init__(self) -> None:
+        conn = connections.get("default")
+        self.dialect: str = conn.capabilities.dialect
+        self.params: list[Any] = []
+
+    def p(self, value: Any) -> str:
+        """Add a parameter; return its placeholder."""
+        self.params.append(value)
+        return "?" if self.dialect == "sqlite" else f"${len(self.params)}"
+
+    def many(self, values: list[Any]) -> str:
+        """Placeholders for an `IN (...)` list."""
+        return ", ".join(self.p(v) for v in values)
+
+    async def rows(self, text: str) -> list[dict[str, Any]]:
+        """Run `text` with the collected parameters; return rows as dicts."""
+        return await connections.get("default").execute_query_dict(text, self.params)

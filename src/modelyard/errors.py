@@ -1,0 +1,68 @@
+"""One error tree for modelyard. No web framework imports here.
+
+    ModelyardError            code        HTTP
+    ├── NotFoundError         NOT_FOUND    404
+    ├── ConflictError         CONFLICT     409
+    ├── InvalidError          INVALID      400
+    ├── LimitError            LIMIT        400
+    ├── UnauthenticatedError  UNAUTHENTICATED 401
+    └── ForbiddenError        FORBIDDEN    403
+
+Anything else raised while serving a request is a bug: it is logged with its traceback and the
+client sees only `INTERNAL` and a generic message.
+"""
+
+from __future__ import annotations
+
+
+class ModelyardError(Exception):
+    """Base of every error a client may see."""
+
+    code = "INTERNAL"
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(ModelyardError):
+    """The named model, version, alias or dataset does not exist."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class ConflictError(ModelyardError):
+    """The request contradicts the catalog's current state (duplicate, cycle, immutable)."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
+class InvalidError(ModelyardError):
+    """The request is malformed: bad name, bad ref, wrong param type."""
+
+    code = "INVALID"
+    http_status = 400
+
+
+class LimitError(ModelyardError):
+    """The request is too large or too expensive."""
+
+    code = "LIMIT"
+    http_status = 400
+
+
+class UnauthenticatedError(ModelyardError):
+    """No valid credentials."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class ForbiddenError(ModelyardError):
+    """Valid credentials, but not allowed."""
+
+    code = "FORBIDDEN"
+    http_status = 403

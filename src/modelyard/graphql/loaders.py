@@ -1,0 +1,177 @@
+"""Per-request DataLoaders: every list field is one query per request, whatever the row count."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from strawberry.dataloader import DataLoader
+from tortoise.functions import Count
+
+from modelyard.catalog import lineage
+from modelyard.db.sql import Sql
+from modelyard.db.tables import (
+    AliasRow,
+    DatasetRow,
+    DatasetVersionRow,
+    LineageEdgeRow,
+    MetricPointRow,
+    MetricRow,
+    ModelRow,
+    ParamRow,
+    VersionRow,
+    VersionTagRow,
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _by_id(table: Any) -> Callable[[Sequence[int]], Awaitable[list[Any]]]:
+    async def load(ids: Sequence[int]) -> list[Any]:
+        rows = {r.id: r for r in await table.filter(id__in=list(ids))}
+        return [rows.get(i) for i in ids]
+
+    return load
+
+
+def _grouped(table: Any, column: str, order: str = "id") -> Callable[[Sequence[int]], Awaitable[list[list[Any]]]]:
+    async def load(ids: Sequence[int]) -> list[list[Any]]:
+        groups: dict[int, list[Any]] = defaultdict(list)
+        for row in await table.filter(**{f"{column}__in": list(ids)}).order_by(order):
+            groups[getattr(row, column)].append(row)
+        return [groups.get(i, []) for i in ids]
+
+    return load
+
+
+async def _version_pages(keys: Sequence[tuple[int, int, int]]) -> list[tuple[list[VersionRow], bool]]:
+    """Newest-first pages of several models' versions in one windowed query."""
+    sql = Sql()
+    model_ids = sorted({k[0] for k in keys})
+    limit = max(k[1] + k[2] for k in keys) + 1
+    rows = await sql.rows(
+        f"""
+        SELECT id, model_id, rn FROM (
+            SELECT v.id, v.model_id,
+                   ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
+            FROM model_version v WHERE v.model_id IN ({sql.many(model_ids)})
+        ) ranked WHERE rn <= {int(limit)} ORDER BY model_id, rn
+        """
+    )
+    by_model: dict[int, list[int]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model_id"]].append(r["id"])
+    wanted = {i for ids in by_model.values() for i in ids}
+    versions = {v.id: v for v in await VersionRow.filter(id__in=list(wanted))} if wanted else {}
+    out = []
+    for model_id, first, offset in keys:
+        ids = by_model.get(model_id, [])[offset : offset + first + 1]
+        out.append(([versions[i] for i in ids[:first]], len(ids) > first))
+    return out
+
+
+async def _version_counts(model_ids: Sequence[int]) -> list[int]:
+    rows = (
+        await VersionRow.filter(model_id__in=list(model_ids))
+        .group_by("model_id")
+        .annotate(n=Count("id"))
+        .values("model_id", "n")
+    )
+    counts = {r["model_id"]: r["n"] for r in rows}
+    return [counts.get(i, 0) for i in model_ids]
+
+
+async def _latest_ready(model_ids: Sequence[int]) -> list[VersionRow | None]:
+    sql = Sql()
+    rows = await sql.rows(
+        f"SELECT MAX(id) AS id FROM model_version WHERE status = 'READY' "
+        f"AND model_id IN ({sql.many(list(model_ids))}) GROUP BY model_id"
+    )
+    ids = [r["id"] for r in rows]
+    by_model = {v.model_id: v for v in await VersionRow.filter(id__in=ids)} if ids else {}
+    return [by_model.get(i) for i in model_ids]
+
+
+async def _walks(keys: Sequence[tuple[int, str, int]]) -> list[list[lineage.Edge]]:
+    """Lineage walks grouped by (direction, depth): one recursive query per group."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for vid, direction, depth in keys:
+        groups[(direction, depth)].append(vid)
+    found: dict[tuple[int, str, int], list[lineage.Edge]] = {}
+    for (direction, depth), ids in groups.items():
+        edges = await lineage.walk(ids, lineage.Direction(direction), depth)
+        for vid in ids:
+            found[(vid, direction, depth)] = edges.get(vid, [])
+    return [found[k] for k in keys]
+
+
+async def _metric_history(keys: Sequence[tuple[int, str]]) -> list[list[MetricPointRow]]:
+    rows = await MetricPointRow.filter(
+        version_id__in=list({k[0] for k in keys}), key__in=list({k[1] for k in keys})
+    ).order_by("id")
+    groups: dict[tuple[int, str], list[MetricPointRow]] = defaultdict(list)
+    for r in rows:
+        groups[(r.version_id, r.key)].append(r)
+    return [groups.get(k, []) for k in keys]
+
+
+def _loader(fn: Callable[[Any], Awaitable[Any]]) -> DataLoader[Any, Any]:
+    return DataLoader(load_fn=fn)
+
+
+@dataclass
+class Loaders:
+    """Fresh loaders for one request; results come back in key order."""
+
+    model: DataLoader[int, ModelRow | None] = field(default_factory=lambda: _loader(_by_id(ModelRow)))
+    version: DataLoader[int, VersionRow | None] = field(default_factory=lambda: _loader(_by_id(VersionRow)))
+    dataset: DataLoader[int, DatasetRow | None] = field(default_factory=lambda: _loader(_by_id(DatasetRow)))
+    dataset_version: DataLoader[int, DatasetVersionRow | None] = field(
+        default_factory=lambda: _loader(_by_id(DatasetVersionRow))
+    )
+    params: DataLoader[int, list[ParamRow]] = field(
+        default_factory=lambda: _loader(_grouped(ParamRow, "version_id", "key"))
+    )
+    metrics: DataLoader[int, list[MetricRow]] = field(
+        default_factory=lambda: _loader(_grouped(MetricRow, "version_id", "key"))
+    )
+    metric_history: DataLoader[tuple[int, str], list[MetricPointRow]] = field(
+        default_factory=lambda: _loader(_metric_history)
+    )
+    tags: DataLoader[int, list[VersionTagRow]] = field(
+        default_factory=lambda: _loader(_grouped(VersionTagRow, "version_id", "key"))
+    )
+    version_aliases: DataLoader[int, list[AliasRow]] = field(
+        default_factory=lambda: _loader(_grouped(AliasRow, "version_id", "name"))
+    )
+    model_aliases: DataLoader[int, list[AliasRow]] = field(
+        default_factory=lambda: _loader(_grouped(AliasRow, "model_id", "name"))
+    )
+    parent_edges: DataLoader[int, list[LineageEdgeRow]] = field(
+        default_factory=lambda: _loader(_grouped(LineageEdgeRow, "child_id"))
+    )
+    child_edges: DataLoader[int, list[LineageEdgeRow]] = field(
+        default_factory=lambda: _loader(_grouped(LineageEdgeRow, "parent_version_id"))
+    )
+    dataset_children: DataLoader[int, list[LineageEdgeRow]] = field(
+        default_factory=lambda: _loader(_grouped(LineageEdgeRow, "parent_dataset_id"))
+    )
+    dataset_versions: DataLoader[int, list[DatasetVersionRow]] = field(
+        default_factory=lambda: _loader(_grouped(DatasetVersionRow, "dataset_id", "-id"))
+    )
+    version_pages: DataLoader[tuple[int, int, int], tuple[list[VersionRow], bool]] = field(
+        default_factory=lambda: _loader(_version_pages)
+    )
+    version_counts: DataLoader[int, int] = field(default_factory=lambda: _loader(_version_counts))
+    latest_ready: DataLoader[int, VersionRow | None] = field(default_factory=lambda: _loader(_latest_ready))
+    walks: DataLoader[tuple[int, str, int], list[lineage.Edge]] = field(
+        default_factory=lambda: _loader(_walks)
+    )
+
+    def prime_versions(self, rows: Iterable[VersionRow]) -> None:
+        """Share rows a resolver already fetched with the loaders."""
+        for r in rows:
+            self.version.prime(r.id, r)

@@ -1,0 +1,34 @@
+"""Custom scalars: a 64-bit integer (GraphQL `Int` is 32-bit) and arbitrary JSON."""
+
+from __future__ import annotations
+
+from typing import Any, NewType
+
+import strawberry
+from strawberry.scalars import JSON
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _parse_long(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("Long must be an integer")
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"Long must be a 64-bit integer, got {value!r}")
+    return value
+
+
+Long = NewType("Long", int)
+
+SCALARS = {
+    Long: strawberry.scalar(
+        name="Long",
+        description="A 64-bit signed integer (byte sizes, large counts, int params).",
+        serialize=int,
+        parse_value=_parse_long,
+    )
+}
+
+__all__ = ["JSON", "Long", "SCALARS"]

@@ -1,0 +1,49 @@
+"""The Strawberry schema with its limits and error handling."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxTokensLimiter
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from modelyard.config import Settings
+from modelyard.graphql.errors import ErrorCodes, is_unexpected
+from modelyard.graphql.limits import QueryLimits
+from modelyard.graphql.mutations import Mutation
+from modelyard.graphql.queries import Query
+from modelyard.graphql.scalars import SCALARS
+from modelyard.graphql.types.dataset import Dataset, DatasetVersion
+from modelyard.graphql.types.model import Model
+from modelyard.graphql.types.version import ModelVersion
+
+log = logging.getLogger("modelyard.graphql")
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log only failures that are bugs, with their traceback; client errors are not news."""
+        for error in errors:
+            if is_unexpected(error):
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+def build_schema(settings: Settings | None = None) -> Schema:
+    """The schema, with limits taken from `settings`."""
+    settings = settings or Settings()
+    extensions: list[Any] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: QueryLimits(settings),
+        ErrorCodes,
+    ]
+    return Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[Model, ModelVersion, Dataset, DatasetVersion],
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map=SCALARS),
+    )

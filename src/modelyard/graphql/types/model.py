@@ -1,0 +1,143 @@
+"""The `Model` type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from modelyard.catalog.models import Task
+from modelyard.db.tables import AliasRow, ModelRow
+from modelyard.graphql.context import Info
+from modelyard.graphql.pagination import PageInfo, page_args, page_info, encode_cursor
+from modelyard.graphql.types.common import Tag, tags_of
+from modelyard.graphql.types.enums import TaskEnum
+from modelyard.graphql.types.node import Node
+
+if TYPE_CHECKING:
+    from modelyard.graphql.types.version import ModelVersion, ModelVersionConnection
+
+VersionT = Annotated["ModelVersion", strawberry.lazy("modelyard.graphql.types.version")]
+VersionConnT = Annotated["ModelVersionConnection", strawberry.lazy("modelyard.graphql.types.version")]
+
+
+@strawberry.type(description="A movable name pointing at one version of a model.")
+class Alias:
+    row: strawberry.Private[AliasRow]
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.row.updated_at
+
+    @strawberry.field
+    def updated_by(self) -> str | None:
+        return self.row.updated_by
+
+    @strawberry.field
+    async def version(self, info: Info) -> VersionT:
+        from modelyard.graphql.types.version import ModelVersion
+
+        row = await info.context.loaders.version.load(self.row.version_id)
+        return ModelVersion(row=row)
+
+
+@strawberry.type(description="A named series of versions: `name` or `namespace/name`.")
+class Model(Node):
+    row: strawberry.Private[ModelRow]
+
+    @property
+    def pk(self) -> int:
+        return self.row.id
+
+    @strawberry.field(description="Full name, with the namespace when there is one.")
+    def name(self) -> str:
+        return self.row.full_name
+
+    @strawberry.field
+    def namespace(self) -> str | None:
+        return self.row.namespace or None
+
+    @strawberry.field(description="Markdown model card.")
+    def description(self) -> str:
+        return self.row.description
+
+    @strawberry.field
+    def task(self) -> TaskEnum:  # type: ignore[valid-type]
+        return Task(self.row.task)
+
+    @strawberry.field
+    def tags(self) -> list[Tag]:
+        return tags_of(self.row.tags)
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.row.updated_at
+
+    @strawberry.field
+    def created_by(self) -> str | None:
+        return self.row.created_by
+
+    @strawberry.field(description="Versions, newest first.")
+    async def versions(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> VersionConnT:
+        from modelyard.graphql.types.version import ModelVersion, ModelVersionConnection, ModelVersionEdge
+
+        limit, offset = page_args(first, after, info.context.settings.max_page_size)
+        rows, has_next = await info.context.loaders.version_pages.load((self.row.id, limit, offset))
+        loaders = info.context.loaders
+        loaders.prime_versions(rows)
+        model_id = self.row.id
+
+        async def count() -> int:
+            return await loaders.version_counts.load(model_id)
+
+        return ModelVersionConnection(
+            edges=[
+                ModelVersionEdge(cursor=encode_cursor(offset + i), node=ModelVersion(row=r))
+                for i, r in enumerate(rows)
+            ],
+            page_info=page_info(offset, len(rows), has_next),
+            counter=count,
+        )
+
+    @strawberry.field(description="The newest READY version.")
+    async def latest_version(self, info: Info) -> VersionT | None:
+        from modelyard.graphql.types.version import ModelVersion
+
+        row = await info.context.loaders.latest_ready.load(self.row.id)
+        return ModelVersion(row=row) if row else None
+
+    @strawberry.field
+    async def aliases(self, info: Info) -> list[Alias]:
+        return [Alias(row=r) for r in await info.context.loaders.model_aliases.load(self.row.id)]
+
+
+@strawberry.type
+class ModelEdge:
+    cursor: str
+    node: Model
+
+
+@strawberry.type
+class ModelConnection:
+    edges: list[ModelEdge]
+    page_info: PageInfo
+    counter: strawberry.Private[object]
+
+    @strawberry.field
+    def nodes(self) -> list[Model]:
+        return [e.node for e in self.edges]
+
+    @strawberry.field(description="Matches across all pages.")
+    async def total_count(self) -> int:
+        return await self.counter()  # type: ignore[operator]

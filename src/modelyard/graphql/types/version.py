@@ -1,0 +1,166 @@
+"""The `ModelVersion` type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from modelyard.catalog.lineage import Direction
+from modelyard.catalog.versions import Status
+from modelyard.db.tables import VersionRow
+from modelyard.errors import LimitError
+from modelyard.graphql.context import Info
+from modelyard.graphql.pagination import PageInfo
+from modelyard.graphql.types.common import Metric, MetricPoint, Param, RunInfo, Tag, tags_of
+from modelyard.graphql.types.enums import StatusEnum
+from modelyard.graphql.types.node import Node
+
+if TYPE_CHECKING:
+    from modelyard.graphql.types.lineage import LineageEdge
+    from modelyard.graphql.types.model import Alias, Model
+
+ModelT = Annotated["Model", strawberry.lazy("modelyard.graphql.types.model")]
+AliasT = Annotated["Alias", strawberry.lazy("modelyard.graphql.types.model")]
+EdgeT = Annotated["LineageEdge", strawberry.lazy("modelyard.graphql.types.lineage")]
+
+
+def check_depth(info: Info, depth: int) -> int:
+    """Lineage depth must be 1..max_lineage_depth."""
+    limit = info.context.settings.max_lineage_depth
+    if depth < 1 or depth > limit:
+        raise LimitError(f"lineage depth must be between 1 and {limit}, got {depth}")
+    return depth
+
+
+@strawberry.type(description="One numbered version of a model, with everything it carries.")
+class ModelVersion(Node):
+    row: strawberry.Private[VersionRow]
+
+    @property
+    def pk(self) -> int:
+        return self.row.id
+
+    @strawberry.field
+    def number(self) -> int:
+        return self.row.number
+
+    @strawberry.field
+    async def model(self, info: Info) -> ModelT:
+        from modelyard.graphql.types.model import Model
+
+        return Model(row=await info.context.loaders.model.load(self.row.model_id))
+
+    @strawberry.field(description="`name:number`, usable wherever a ref is taken.")
+    async def ref(self, info: Info) -> str:
+        model = await info.context.loaders.model.load(self.row.model_id)
+        return f"{model.full_name}:{self.row.number}"
+
+    @strawberry.field
+    def status(self) -> StatusEnum:  # type: ignore[valid-type]
+        return Status(self.row.status)
+
+    @strawberry.field
+    def description(self) -> str:
+        return self.row.description
+
+    @strawberry.field(description="sha256 of the canonical manifest: `name@<digest>` pins this version.")
+    def manifest_digest(self) -> str:
+        return self.row.manifest_digest
+
+    @strawberry.field
+    async def params(self, info: Info) -> list[Param]:
+        return [Param(row=r) for r in await info.context.loaders.params.load(self.row.id)]
+
+    @strawberry.field
+    async def param(self, info: Info, key: str) -> Param | None:
+        rows = await info.context.loaders.params.load(self.row.id)
+        return next((Param(row=r) for r in rows if r.key == key), None)
+
+    @strawberry.field(description="The latest value of each metric.")
+    async def metrics(self, info: Info) -> list[Metric]:
+        return [Metric(row=r) for r in await info.context.loaders.metrics.load(self.row.id)]
+
+    @strawberry.field
+    async def metric(self, info: Info, key: str) -> Metric | None:
+        rows = await info.context.loaders.metrics.load(self.row.id)
+        return next((Metric(row=r) for r in rows if r.key == key), None)
+
+    @strawberry.field(description="Every logged value of one metric, oldest first.")
+    async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
+        rows = await info.context.loaders.metric_history.load((self.row.id, key))
+        return [MetricPoint(row=r) for r in rows]
+
+    @strawberry.field
+    async def tags(self, info: Info) -> list[Tag]:
+        return tags_of(await info.context.loaders.tags.load(self.row.id))
+
+    @strawberry.field
+    async def aliases(self, info: Info) -> list[AliasT]:
+        from modelyard.graphql.types.model import Alias
+
+        return [Alias(row=r) for r in await info.context.loaders.version_aliases.load(self.row.id)]
+
+    @strawberry.field
+    def run(self) -> RunInfo | None:
+        return RunInfo.from_json(self.row.run)
+
+    @strawberry.field(description="Direct parents: the versions and datasets this one came from.")
+    async def parents(self, info: Info) -> list[EdgeT]:
+        from modelyard.graphql.types.lineage import LineageEdge
+
+        return [LineageEdge.from_row(r) for r in await info.context.loaders.parent_edges.load(self.row.id)]
+
+    @strawberry.field(description="Direct children: versions made from this one.")
+    async def children(self, info: Info) -> list[EdgeT]:
+        from modelyard.graphql.types.lineage import LineageEdge
+
+        return [LineageEdge.from_row(r) for r in await info.context.loaders.child_edges.load(self.row.id)]
+
+    @strawberry.field(description="Edges up to `depth` generations up, nearest first (one recursive query).")
+    async def ancestors(self, info: Info, depth: int = 10) -> list[EdgeT]:
+        from modelyard.graphql.types.lineage import LineageEdge
+
+        key = (self.row.id, Direction.UP.value, check_depth(info, depth))
+        return [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+
+    @strawberry.field(description="Edges up to `depth` generations down, nearest first (one recursive query).")
+    async def descendants(self, info: Info, depth: int = 10) -> list[EdgeT]:
+        from modelyard.graphql.types.lineage import LineageEdge
+
+        key = (self.row.id, Direction.DOWN.value, check_depth(info, depth))
+        return [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def updated_at(self) -> datetime:
+        return self.row.updated_at
+
+    @strawberry.field
+    def created_by(self) -> str | None:
+        return self.row.created_by
+
+
+@strawberry.type
+class ModelVersionEdge:
+    cursor: str
+    node: ModelVersion
+
+
+@strawberry.type
+class ModelVersionConnection:
+    edges: list[ModelVersionEdge]
+    page_info: PageInfo
+    counter: strawberry.Private[object]
+
+    @strawberry.field
+    def nodes(self) -> list[ModelVersion]:
+        return [e.node for e in self.edges]
+
+    @strawberry.field(description="Matches across all pages.")
+    async def total_count(self) -> int:
+        return await self.counter()  # type: ignore[operator]

@@ -1,0 +1,1 @@
+"""HTTP adapters beside GraphQL: thin routes over the catalog and storage."""

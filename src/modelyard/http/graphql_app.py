@@ -1,0 +1,32 @@
+"""The `/graphql` endpoint: Strawberry's ASGI app with our context and an offline GraphiQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+
+from modelyard.config import Settings
+from modelyard.graphql.context import Context
+from modelyard.graphql.schema import build_schema
+from modelyard.http.graphiql import graphiql_html
+
+
+class GraphQLApp(GraphQL[Context, None]):
+    """GraphQL over HTTP, with GraphiQL served from local assets."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(build_schema(settings), graphql_ide="graphiql")
+        self.settings = settings
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
+        return Context(settings=self.settings, request=request)
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(graphiql_html())
+
+    async def get_root_value(self, request: Any) -> None:
+        return None
