@@ -154,9 +154,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("live")
     env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_PORT": str(port)}
     env.pop("MODELYARD_DATABASE_URL", None)
+    log_path = data / "server.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli", "serve"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-m", "modelyard.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -168,10 +169,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"server did not start: {out}")
+                raise RuntimeError(f"server did not start: {log_path.read_text()}")
             time.sleep(0.1)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()

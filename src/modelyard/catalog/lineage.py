@@ -158,7 +158,7 @@ async def _is_ancestor(candidate: int, start: int) -> bool:
     rows = await sql.rows(
         f"""
         WITH RECURSIVE up(vid) AS (
-            SELECT {sql.p(start)}
+            SELECT CAST({sql.p(start)} AS INTEGER)
             UNION
             SELECT e.parent_version_id FROM lineage_edge e JOIN up ON e.child_id = up.vid
             WHERE e.parent_version_id IS NOT NULL
@@ -195,9 +195,8 @@ async def walk(
     else:
         step, follow, join_on = "e.child_id", "e.parent_version_id", "e.parent_version_id"
         not_null = ""
-    ids = sql.many(start_ids)  # placeholders in the order they appear: `?` is positional
+    ids = sql.many(start_ids)
     max_depth = sql.p(depth)
-    max_depth_again = sql.p(depth)
     rows = await sql.rows(
         f"""
         WITH RECURSIVE walk(root, vid, depth) AS (
@@ -210,7 +209,7 @@ async def walk(
                e.parent_version_id AS parent_version_id, e.parent_dataset_id AS parent_dataset_id,
                e.relation AS relation, MIN(w.depth) + 1 AS depth
         FROM walk w JOIN lineage_edge e ON {join_on} = w.vid
-        WHERE w.depth < {max_depth_again}
+        WHERE w.depth < {max_depth}
         GROUP BY w.root, e.id, e.child_id, e.parent_version_id, e.parent_dataset_id, e.relation
         ORDER BY depth, e.id
         """

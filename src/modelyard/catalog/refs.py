@@ -92,32 +92,29 @@ class VersionRef:
 
 def parse_ref(raw: str) -> VersionRef:
     """Parse `name`, `name:N`, `name@alias` or `name@sha256:<hex>`."""
-    text = (raw or "").strip()
+    try:
+        return _parse_ref((raw or "").strip())
+    except InvalidError as exc:
+        raise InvalidError(
+            f"invalid version ref {raw!r} (expected name, name:N, name@alias or "
+            f"name@sha256:<hex>): {exc.message}"
+        ) from exc
+
+
+def _parse_ref(text: str) -> VersionRef:
     if "@" in text:
         base, _, target = text.partition("@")
         model = parse_name(base)
         if target.startswith("sha256:"):
             return VersionRef(model, digest=check_digest(target))
-        return VersionRef(model, alias=_ref_alias(target, raw))
+        return VersionRef(model, alias=target if target == "latest" else check_alias(target))
     if ":" in text:
-        base, _, num = text.rpartition(":")
+        base, _, num = text.partition(":")
         model = parse_name(base)
         if not num.isdigit() or int(num) < 1 or len(num) > 9:
-            raise InvalidError(f"invalid version ref {raw!r}: the version number must be 1 or more")
+            raise InvalidError(f"version number {num!r} must be a whole number from 1")
         return VersionRef(model, number=int(num))
-    try:
-        return VersionRef(parse_name(text))
-    except InvalidError as exc:
-        raise InvalidError(
-            f"invalid version ref {raw!r}: expected name, name:N, name@alias or name@sha256:<hex>"
-        ) from exc
-
-
-def _ref_alias(target: str, raw: str) -> str:
-    try:
-        return check_alias(target) if target != "latest" else target
-    except InvalidError as exc:
-        raise InvalidError(f"invalid version ref {raw!r}: {exc.message}") from exc
+    return VersionRef(parse_name(text))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """A small builder for the raw SQL the ORM cannot express (recursive walks, typed search).
 
-It numbers placeholders for the connection's dialect (`?` on SQLite, `$1` on asyncpg), so the
-same statement text serves both databases.
+It numbers placeholders for the connection's dialect (`?1` on SQLite, `$1` on asyncpg), so the
+same statement text serves both databases and parameters may appear in any order in the text.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Sql:
     def p(self, value: Any) -> str:
         """Add a parameter; return its placeholder."""
         self.params.append(value)
-        return "?" if self.dialect == "sqlite" else f"${len(self.params)}"
+        return f"?{len(self.params)}" if self.dialect == "sqlite" else f"${len(self.params)}"
 
     def many(self, values: list[Any]) -> str:
         """Placeholders for an `IN (...)` list."""
