@@ -1,8 +1,9 @@
 """Refuse abusive queries before they run: depth, aliases and estimated cost.
 
-The cost is an estimate of how many objects a request returns: each field costs 1 times the
-number of parents it is resolved for; a connection multiplies its children by `first` (default
-page when absent), a plain list by `LIST_ESTIMATE`. Introspection is not counted.
+The cost is an estimate of how many objects a request returns: each object-typed field costs 1
+times the number of parents it is resolved for (scalars are free); a connection multiplies its
+children by `first` (default page when absent), a plain list by `LIST_ESTIMATE`. Introspection is
+not counted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from graphql import (
     SelectionSetNode,
     VariableNode,
     get_named_type,
+    is_leaf_type,
 )
 from strawberry.extensions import SchemaExtension
 
@@ -72,11 +74,13 @@ class _Walk:
         fields = getattr(get_named_type(parent), "fields", None) or {}
         definition = fields.get(name)
         if definition is None:
-            return 1
-        per_parent = self._fan_out(node, definition)
+            return 0
         child_type = get_named_type(definition.type)
+        if is_leaf_type(child_type):
+            return 0
+        per_parent = self._fan_out(node, definition)
         children = self.cost(node.selection_set, child_type, depth + 1, seen)
-        return 1 + per_parent * children
+        return per_parent * (1 + children)
 
     def _fan_out(self, node: FieldNode, definition: Any) -> int:
         if "first" in definition.args:

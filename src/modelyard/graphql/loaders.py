@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
-from tortoise.functions import Count
+from tortoise.expressions import Subquery
+from tortoise.functions import Count, Max
 
 from modelyard.catalog import lineage
 from modelyard.db.sql import Sql
@@ -85,13 +86,13 @@ async def _version_counts(model_ids: Sequence[int]) -> list[int]:
 
 
 async def _latest_ready(model_ids: Sequence[int]) -> list[VersionRow | None]:
-    sql = Sql()
-    rows = await sql.rows(
-        f"SELECT MAX(id) AS id FROM model_version WHERE status = 'READY' "
-        f"AND model_id IN ({sql.many(list(model_ids))}) GROUP BY model_id"
+    newest = (
+        VersionRow.filter(status="READY", model_id__in=list(model_ids))
+        .group_by("model_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
     )
-    ids = [r["id"] for r in rows]
-    by_model = {v.model_id: v for v in await VersionRow.filter(id__in=ids)} if ids else {}
+    by_model = {v.model_id: v for v in await VersionRow.filter(id__in=Subquery(newest))}
     return [by_model.get(i) for i in model_ids]
 
 
@@ -170,6 +171,10 @@ class Loaders:
     walks: DataLoader[tuple[int, str, int], list[lineage.Edge]] = field(
         default_factory=lambda: _loader(_walks)
     )
+
+    def prime_model(self, row: ModelRow) -> None:
+        """Share a model row a resolver already fetched with the loaders."""
+        self.model.prime(row.id, row)
 
     def prime_versions(self, rows: Iterable[VersionRow]) -> None:
         """Share rows a resolver already fetched with the loaders."""

@@ -50,9 +50,12 @@ class Query:
         return view(row=row) if row else None  # type: ignore[call-arg]
 
     @strawberry.field(description="A model by name; null when there is none.")
-    async def model(self, name: str) -> Model | None:
+    async def model(self, info: Info, name: str) -> Model | None:
         row = await _or_none(get_model(name))
-        return Model(row=row) if row else None  # type: ignore[arg-type]
+        if row is None:
+            return None
+        info.context.loaders.prime_model(row)  # type: ignore[arg-type]
+        return Model(row=row)  # type: ignore[arg-type]
 
     @strawberry.field(description="Models by name.")
     async def models(
@@ -62,6 +65,8 @@ class Query:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else None
         rows, has_next = await search.search_models(spec, limit, offset)
+        for row in rows:
+            info.context.loaders.prime_model(row)
 
         async def count() -> int:
             return await search.model_query(spec).count()
