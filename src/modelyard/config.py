@@ -14,6 +14,8 @@ from typing import Any
 
 from modelyard.errors import InvalidError
 
+_DB_SCHEMES = ("sqlite://", "postgres://", "postgresql://")
+
 
 def _default_data_dir() -> Path:
     return Path("./data")
@@ -45,6 +47,17 @@ class Settings:
     )
     max_lineage_depth: int = field(default=100, metadata={"doc": "Deepest `depth` a lineage walk accepts."})
 
+    def __post_init__(self) -> None:
+        if self.database_url and not self.database_url.startswith(_DB_SCHEMES):
+            raise InvalidError(
+                f"MODELYARD_DATABASE_URL must start with one of {', '.join(_DB_SCHEMES)}; "
+                f"got {self.database_url.split('://')[0]}://…"
+            )
+        if not 0 < self.port < 65536:
+            raise InvalidError(f"port must be between 1 and 65535, got {self.port}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise InvalidError(f"unknown log level {self.log_level!r}")
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file inside the data dir."""
@@ -71,7 +84,7 @@ class Settings:
         """(variable, default, doc) for every setting, for the README."""
         out = []
         for f in fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
             out.append((f"MODELYARD_{f.name.upper()}", str(default), f.metadata["doc"]))
         return out
 

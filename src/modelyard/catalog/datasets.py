@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog.models import check_description
-from modelyard.catalog.refs import check_dataset_version, check_digest, parse_dataset_ref, parse_name
+from modelyard.catalog.refs import (
+    check_dataset_version,
+    check_digest,
+    parse_dataset_ref,
+    parse_name,
+)
 from modelyard.db.tables import DatasetRow, DatasetVersionRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 

@@ -210,7 +210,7 @@ async def archive_version(ref: str) -> VersionRow:
         version = await get_version(ref)
         if version.status == Status.ARCHIVED.value:
             raise ConflictError(f"version {ref} is already archived")
-        aliases = await AliasRow.filter(version_id=version.id).values_list("name", flat=True)
+        aliases: list[str] = await AliasRow.filter(version_id=version.id).values_list("name", flat=True)  # type: ignore[assignment]
         if aliases:
             raise ConflictError(
                 f"version {ref} is the target of alias(es) {', '.join(sorted(aliases))}: "

@@ -84,7 +84,7 @@ class _Walk:
 
     def _fan_out(self, node: FieldNode, definition: Any) -> int:
         if "first" in definition.args:
-            for arg in node.arguments:
+            for arg in node.arguments or ():
                 if arg.name.value == "first":
                     if isinstance(arg.value, IntValueNode):
                         return max(int(arg.value.value), 1)

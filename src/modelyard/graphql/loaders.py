@@ -13,6 +13,7 @@ from tortoise.functions import Count, Max
 
 from modelyard.catalog import lineage
 from modelyard.db.sql import Sql
+from modelyard.errors import NotFoundError
 from modelyard.db.tables import (
     AliasRow,
     DatasetRow,
@@ -31,9 +32,12 @@ V = TypeVar("V")
 
 
 def _by_id(table: Any) -> Callable[[Sequence[int]], Awaitable[list[Any]]]:
+    """Rows by primary key; a key that vanished (deleted meanwhile) fails only its own field."""
+
     async def load(ids: Sequence[int]) -> list[Any]:
         rows = {r.id: r for r in await table.filter(id__in=list(ids))}
-        return [rows.get(i) for i in ids]
+        gone = NotFoundError(f"{table._meta.db_table} was deleted while the request ran")
+        return [rows.get(i, gone) for i in ids]
 
     return load
 
@@ -127,10 +131,10 @@ def _loader(fn: Callable[[Any], Awaitable[Any]]) -> DataLoader[Any, Any]:
 class Loaders:
     """Fresh loaders for one request; results come back in key order."""
 
-    model: DataLoader[int, ModelRow | None] = field(default_factory=lambda: _loader(_by_id(ModelRow)))
-    version: DataLoader[int, VersionRow | None] = field(default_factory=lambda: _loader(_by_id(VersionRow)))
-    dataset: DataLoader[int, DatasetRow | None] = field(default_factory=lambda: _loader(_by_id(DatasetRow)))
-    dataset_version: DataLoader[int, DatasetVersionRow | None] = field(
+    model: DataLoader[int, ModelRow] = field(default_factory=lambda: _loader(_by_id(ModelRow)))
+    version: DataLoader[int, VersionRow] = field(default_factory=lambda: _loader(_by_id(VersionRow)))
+    dataset: DataLoader[int, DatasetRow] = field(default_factory=lambda: _loader(_by_id(DatasetRow)))
+    dataset_version: DataLoader[int, DatasetVersionRow] = field(
         default_factory=lambda: _loader(_by_id(DatasetVersionRow))
     )
     params: DataLoader[int, list[ParamRow]] = field(
@@ -167,7 +171,7 @@ class Loaders:
         default_factory=lambda: _loader(_version_pages)
     )
     version_counts: DataLoader[int, int] = field(default_factory=lambda: _loader(_version_counts))
-    latest_ready: DataLoader[int, VersionRow | None] = field(default_factory=lambda: _loader(_latest_ready))
+    latest_ready: DataLoader[int, VersionRow] = field(default_factory=lambda: _loader(_latest_ready))
     walks: DataLoader[tuple[int, str, int], list[lineage.Edge]] = field(
         default_factory=lambda: _loader(_walks)
     )

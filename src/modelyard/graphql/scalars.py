@@ -6,6 +6,7 @@ from typing import Any, NewType
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.scalar import ScalarDefinition
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -22,7 +23,7 @@ def _parse_long(value: Any) -> int:
 
 Long = NewType("Long", int)
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     Long: strawberry.scalar(
         name="Long",
         description="A 64-bit signed integer (byte sizes, large counts, int params).",

@@ -10,7 +10,7 @@ import strawberry
 from modelyard.catalog.models import Task
 from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.graphql.context import Info
-from modelyard.graphql.pagination import PageInfo, page_args, page_info, encode_cursor
+from modelyard.graphql.pagination import PageInfo, encode_cursor, page_args, page_info
 from modelyard.graphql.types.common import Tag, tags_of
 from modelyard.graphql.types.enums import TaskEnum
 from modelyard.graphql.types.node import Node
@@ -90,7 +90,11 @@ class Model(Node):
     async def versions(
         self, info: Info, first: int | None = None, after: str | None = None
     ) -> VersionConnT:
-        from modelyard.graphql.types.version import ModelVersion, ModelVersionConnection, ModelVersionEdge
+        from modelyard.graphql.types.version import (
+            ModelVersion,
+            ModelVersionConnection,
+            ModelVersionEdge,
+        )
 
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         rows, has_next = await info.context.loaders.version_pages.load((self.row.id, limit, offset))
