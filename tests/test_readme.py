@@ -1,0 +1,19 @@
+"""The README's GraphQL examples run, in order, against the real app and return data."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import GraphQLClient
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+async def test_readme_graphql_examples_run(gql: GraphQLClient) -> None:
+    blocks = re.findall(r"```graphql\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 5
+    results = [await gql.ok(block) for block in blocks]
+    search = results[-1]
+    assert search["versions"]["totalCount"] == 1
+    assert [e["parent"]["ref"] for e in search["lineage"]["edges"]] == ["base-llm:1", "support-chats@2026-10"]
