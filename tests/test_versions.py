@@ -130,3 +130,29 @@ async def test_node_ids_round_trip(gql: GraphQLClient) -> None:
     q = 'query($id: ID!) { node(id: $id) { __typename id ... on Model { name } ... on ModelVersion { ref } } }'
     assert (await gql.ok(q, {"id": m["id"]}))["node"] == {"__typename": "Model", "id": m["id"], "name": "n"}
     assert (await gql.ok(q, {"id": v["id"]}))["node"]["ref"] == "n:1"
+
+
+async def test_model_versions_pages_walk_every_version(gql: GraphQLClient) -> None:
+    await model(gql, "paged")
+    for _ in range(7):
+        await version(gql, "paged")
+    seen: list[int] = []
+    after = None
+    while True:
+        data = await gql.ok('query($a: String) { model(name: "paged") { versions(first: 3, after: $a) { pageInfo { hasNextPage endCursor } nodes { number } } } }', {"a": after})
+        page = data["model"]["versions"]
+        seen += [n["number"] for n in page["nodes"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [7, 6, 5, 4, 3, 2, 1]
+
+
+async def test_concurrent_alias_moves_all_succeed(gql: GraphQLClient) -> None:
+    await model(gql, "hot")
+    for _ in range(5):
+        await version(gql, "hot")
+    moves = [gql.ok('mutation($v: String!) { setAlias(input: {model: "hot", alias: "champion", version: $v}) { name } }', {"v": str(i % 5 + 1)}) for i in range(20)]
+    await asyncio.gather(*moves)
+    data = await gql.ok('{ model(name: "hot") { aliases { name } } }')
+    assert data["model"]["aliases"] == [{"name": "champion"}]

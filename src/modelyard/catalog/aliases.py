@@ -7,7 +7,7 @@ from tortoise.transactions import in_transaction
 from modelyard.catalog.models import get_model
 from modelyard.catalog.refs import check_alias, parse_ref
 from modelyard.catalog.resolve import resolve_version
-from modelyard.db.tables import AliasRow
+from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 
 
@@ -15,7 +15,8 @@ async def set_alias(model: str, alias: str, version: str, actor: str | None = No
     """Point `alias` of `model` at `version` (a number or a ref of the same model)."""
     check_alias(alias)
     async with in_transaction():
-        row = await get_model(model)
+        # Lock the model row: concurrent moves of one alias queue up instead of racing the insert.
+        row = await ModelRow.select_for_update().get(id=(await get_model(model)).id)
         ref = parse_ref(f"{row.full_name}:{version}" if version.isdigit() else version)
         if ref.model.full != row.full_name:
             raise InvalidError(f"version {version!r} is not a version of model {row.full_name!r}")

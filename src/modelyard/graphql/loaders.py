@@ -56,24 +56,26 @@ async def _version_pages(keys: Sequence[tuple[int, int, int]]) -> list[tuple[lis
     """Newest-first pages of several models' versions in one windowed query."""
     sql = Sql()
     model_ids = sorted({k[0] for k in keys})
-    limit = max(k[1] + k[2] for k in keys) + 1
+    start = min(k[2] for k in keys)
+    end = max(k[1] + k[2] for k in keys) + 1
     rows = await sql.rows(
         f"""
         SELECT id, model_id, rn FROM (
             SELECT v.id, v.model_id,
                    ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
             FROM model_version v WHERE v.model_id IN ({sql.many(model_ids)})
-        ) ranked WHERE rn <= {int(limit)} ORDER BY model_id, rn
+        ) ranked WHERE rn > {int(start)} AND rn <= {int(end)} ORDER BY model_id, rn
         """
     )
-    by_model: dict[int, list[int]] = defaultdict(list)
+    by_model: dict[int, dict[int, int]] = defaultdict(dict)
     for r in rows:
-        by_model[r["model_id"]].append(r["id"])
-    wanted = {i for ids in by_model.values() for i in ids}
+        by_model[r["model_id"]][int(r["rn"])] = r["id"]
+    wanted = {i for ids in by_model.values() for i in ids.values()}
     versions = {v.id: v for v in await VersionRow.filter(id__in=list(wanted))} if wanted else {}
     out = []
     for model_id, first, offset in keys:
-        ids = by_model.get(model_id, [])[offset : offset + first + 1]
+        ranked = by_model.get(model_id, {})
+        ids = [ranked[rn] for rn in range(offset + 1, offset + first + 2) if rn in ranked]
         out.append(([versions[i] for i in ids[:first]], len(ids) > first))
     return out
 
