@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import datasets
@@ -119,13 +120,7 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
                     f"lineage edge to version id {parent.version.id} would close a cycle: "
                     "it already descends from this version"
                 )
-        exists = await LineageEdgeRow.filter(
-            child_id=child.id,
-            parent_version_id=parent.version.id if parent.version else None,
-            parent_dataset_id=parent.dataset_version.id if parent.dataset_version else None,
-            relation=parent.relation.value,
-        ).exists()
-        if exists:
+        if await _edge_query(child, parent).exists():
             raise ConflictError("this lineage edge already exists")
     await LineageEdgeRow.bulk_create(
         [
@@ -142,14 +137,17 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
 
 async def remove_edge(child: VersionRow, parent: ResolvedParent) -> None:
     """Delete one edge; NOT_FOUND when there is none."""
-    deleted = await LineageEdgeRow.filter(
+    if not await _edge_query(child, parent).delete():
+        raise NotFoundError("no such lineage edge")
+
+
+def _edge_query(child: VersionRow, parent: ResolvedParent) -> QuerySet[LineageEdgeRow]:
+    return LineageEdgeRow.filter(
         child_id=child.id,
         parent_version_id=parent.version.id if parent.version else None,
         parent_dataset_id=parent.dataset_version.id if parent.dataset_version else None,
         relation=parent.relation.value,
-    ).delete()
-    if not deleted:
-        raise NotFoundError("no such lineage edge")
+    )
 
 
 async def _is_ancestor(candidate: int, start: int) -> bool:

@@ -13,7 +13,6 @@ from tortoise.functions import Count, Max
 
 from modelyard.catalog import lineage
 from modelyard.db.sql import Sql
-from modelyard.errors import NotFoundError
 from modelyard.db.tables import (
     AliasRow,
     DatasetRow,
@@ -26,6 +25,7 @@ from modelyard.db.tables import (
     VersionRow,
     VersionTagRow,
 )
+from modelyard.errors import NotFoundError
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -10,18 +10,14 @@ from modelyard.db.tables import DatasetRow, DatasetVersionRow, ModelRow, Version
 from modelyard.errors import NotFoundError
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import ModelFilter, VersionFilter, VersionOrder
-from modelyard.graphql.pagination import encode_cursor, page_args, page_info
+from modelyard.graphql.pagination import page_args
+from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.dataset import Dataset, DatasetVersion
 from modelyard.graphql.types.enums import DirectionEnum
 from modelyard.graphql.types.lineage import LineageEdge, LineageGraph
-from modelyard.graphql.types.model import Model, ModelConnection, ModelEdge
+from modelyard.graphql.types.model import Model
 from modelyard.graphql.types.node import Node, parse_global_id
-from modelyard.graphql.types.version import (
-    ModelVersion,
-    ModelVersionConnection,
-    ModelVersionEdge,
-    check_depth,
-)
+from modelyard.graphql.types.version import ModelVersion, check_depth
 
 _NODES = {
     "Model": (ModelRow, Model),
@@ -61,7 +57,7 @@ class Query:
     async def models(
         self, info: Info, first: int | None = None, after: str | None = None,
         filter: ModelFilter | None = None,
-    ) -> ModelConnection:
+    ) -> Connection[Model]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else None
         rows, has_next = await search.search_models(spec, limit, offset)
@@ -71,11 +67,7 @@ class Query:
         async def count() -> int:
             return await search.model_query(spec).count()
 
-        return ModelConnection(
-            edges=[ModelEdge(cursor=encode_cursor(offset + i), node=Model(row=r)) for i, r in enumerate(rows)],
-            page_info=page_info(offset, len(rows), has_next),
-            counter=count,
-        )
+        return Connection.page([Model(row=r) for r in rows], offset, has_next, count)
 
     @strawberry.field(description="The version a ref names: `name`, `name:3`, `name@alias`, `name@sha256:…`.")
     async def version(self, info: Info, ref: str) -> ModelVersion | None:
@@ -86,7 +78,7 @@ class Query:
     async def versions(
         self, info: Info, first: int | None = None, after: str | None = None,
         filter: VersionFilter | None = None, order_by: VersionOrder | None = None,
-    ) -> ModelVersionConnection:
+    ) -> Connection[ModelVersion]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         page = await search.search_versions(
             filter.to_catalog() if filter else None, order_by.to_catalog() if order_by else None,
@@ -97,14 +89,7 @@ class Query:
         async def count() -> int:
             return await search.count(page)
 
-        return ModelVersionConnection(
-            edges=[
-                ModelVersionEdge(cursor=encode_cursor(offset + i), node=ModelVersion(row=r))
-                for i, r in enumerate(rows)
-            ],
-            page_info=page_info(offset, len(rows), page.has_next),
-            counter=count,
-        )
+        return Connection.page([ModelVersion(row=r) for r in rows], offset, page.has_next, count)
 
     @strawberry.field(description="The lineage graph around a version, one recursive query per direction.")
     async def lineage(

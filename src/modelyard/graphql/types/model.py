@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from modelyard.catalog.models import Task
 from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.graphql.context import Info
-from modelyard.graphql.pagination import PageInfo, encode_cursor, page_args, page_info
+from modelyard.graphql.pagination import page_args
 from modelyard.graphql.types.common import Tag, tags_of
+from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.enums import TaskEnum
 from modelyard.graphql.types.node import Node
-
-if TYPE_CHECKING:
-    from modelyard.graphql.types.version import ModelVersion, ModelVersionConnection
-
-VersionT = Annotated["ModelVersion", strawberry.lazy("modelyard.graphql.types.version")]
-VersionConnT = Annotated["ModelVersionConnection", strawberry.lazy("modelyard.graphql.types.version")]
+from modelyard.graphql.types.version import ModelVersion
 
 
 @strawberry.type(description="A movable name pointing at one version of a model.")
@@ -39,9 +34,7 @@ class Alias:
         return self.row.updated_by
 
     @strawberry.field
-    async def version(self, info: Info) -> VersionT:
-        from modelyard.graphql.types.version import ModelVersion
-
+    async def version(self, info: Info) -> ModelVersion:
         row = await info.context.loaders.version.load(self.row.version_id)
         return ModelVersion(row=row)
 
@@ -89,13 +82,7 @@ class Model(Node):
     @strawberry.field(description="Versions, newest first.")
     async def versions(
         self, info: Info, first: int | None = None, after: str | None = None
-    ) -> VersionConnT:
-        from modelyard.graphql.types.version import (
-            ModelVersion,
-            ModelVersionConnection,
-            ModelVersionEdge,
-        )
-
+    ) -> Connection[ModelVersion]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         rows, has_next = await info.context.loaders.version_pages.load((self.row.id, limit, offset))
         loaders = info.context.loaders
@@ -105,43 +92,13 @@ class Model(Node):
         async def count() -> int:
             return await loaders.version_counts.load(model_id)
 
-        return ModelVersionConnection(
-            edges=[
-                ModelVersionEdge(cursor=encode_cursor(offset + i), node=ModelVersion(row=r))
-                for i, r in enumerate(rows)
-            ],
-            page_info=page_info(offset, len(rows), has_next),
-            counter=count,
-        )
+        return Connection.page([ModelVersion(row=r) for r in rows], offset, has_next, count)
 
     @strawberry.field(description="The newest READY version.")
-    async def latest_version(self, info: Info) -> VersionT | None:
-        from modelyard.graphql.types.version import ModelVersion
-
+    async def latest_version(self, info: Info) -> ModelVersion | None:
         row = await info.context.loaders.latest_ready.load(self.row.id)
         return ModelVersion(row=row) if row else None
 
     @strawberry.field
     async def aliases(self, info: Info) -> list[Alias]:
         return [Alias(row=r) for r in await info.context.loaders.model_aliases.load(self.row.id)]
-
-
-@strawberry.type
-class ModelEdge:
-    cursor: str
-    node: Model
-
-
-@strawberry.type
-class ModelConnection:
-    edges: list[ModelEdge]
-    page_info: PageInfo
-    counter: strawberry.Private[object]
-
-    @strawberry.field
-    def nodes(self) -> list[Model]:
-        return [e.node for e in self.edges]
-
-    @strawberry.field(description="Matches across all pages.")
-    async def total_count(self) -> int:
-        return await self.counter()  # type: ignore[operator]

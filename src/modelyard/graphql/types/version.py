@@ -12,7 +12,6 @@ from modelyard.catalog.versions import Status
 from modelyard.db.tables import VersionRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
-from modelyard.graphql.pagination import PageInfo
 from modelyard.graphql.types.common import Metric, MetricPoint, Param, RunInfo, Tag, tags_of
 from modelyard.graphql.types.enums import StatusEnum
 from modelyard.graphql.types.node import Node
@@ -143,24 +142,3 @@ class ModelVersion(Node):
     @strawberry.field
     def created_by(self) -> str | None:
         return self.row.created_by
-
-
-@strawberry.type
-class ModelVersionEdge:
-    cursor: str
-    node: ModelVersion
-
-
-@strawberry.type
-class ModelVersionConnection:
-    edges: list[ModelVersionEdge]
-    page_info: PageInfo
-    counter: strawberry.Private[object]
-
-    @strawberry.field
-    def nodes(self) -> list[ModelVersion]:
-        return [e.node for e in self.edges]
-
-    @strawberry.field(description="Matches across all pages.")
-    async def total_count(self) -> int:
-        return await self.counter()  # type: ignore[operator]
