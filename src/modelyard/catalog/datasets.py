@@ -13,6 +13,7 @@ from modelyard.catalog.refs import (
     parse_dataset_ref,
     parse_name,
 )
+from modelyard.catalog.text import check_text
 from modelyard.db.tables import DatasetRow, DatasetVersionRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 
@@ -47,8 +48,7 @@ async def register_dataset(spec: NewDatasetVersion, actor: str | None = None) ->
         check_digest(spec.digest)
     if spec.size is not None and spec.size < 0:
         raise InvalidError("dataset size must not be negative")
-    if len(spec.uri) > 2048:
-        raise InvalidError("dataset uri is longer than 2048 characters")
+    check_text(spec.uri, "dataset uri", 2048)
     async with in_transaction():
         dataset, _ = await DatasetRow.get_or_create(
             full_name=full, defaults={"created_by": actor, "description": spec.description}

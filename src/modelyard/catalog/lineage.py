@@ -56,6 +56,7 @@ class ParentSpec:
 @dataclass(frozen=True)
 class ResolvedParent:
     relation: Relation
+    label: str
     version: VersionRow | None = None
     dataset_version: DatasetVersionRow | None = None
 
@@ -88,10 +89,10 @@ async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
     for spec in specs:
         if spec.relation.to_dataset:
             dv = await datasets.resolve_dataset_version(spec.parent)
-            parent = ResolvedParent(spec.relation, dataset_version=dv)
+            parent = ResolvedParent(spec.relation, spec.parent, dataset_version=dv)
         else:
             version = await resolve_version(parse_ref(spec.parent))
-            parent = ResolvedParent(spec.relation, version=version)
+            parent = ResolvedParent(spec.relation, spec.parent, version=version)
         if parent.key in seen:
             raise InvalidError(f"lineage parent {spec.parent!r} ({spec.relation.value}) is given twice")
         seen.add(parent.key)
@@ -117,11 +118,11 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
                 raise ConflictError("a version cannot be its own lineage parent")
             if await _is_ancestor(child.id, parent.version.id):
                 raise ConflictError(
-                    f"lineage edge to version id {parent.version.id} would close a cycle: "
-                    "it already descends from this version"
+                    f"lineage edge to {parent.label} would close a cycle: "
+                    f"{parent.label} already descends from this version"
                 )
         if await _edge_query(child, parent).exists():
-            raise ConflictError("this lineage edge already exists")
+            raise ConflictError(f"lineage edge {parent.relation.value} {parent.label} already exists")
     await LineageEdgeRow.bulk_create(
         [
             LineageEdgeRow(

@@ -9,6 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog.refs import check_key, parse_name
+from modelyard.catalog.text import check_text
 from modelyard.db.tables import AliasRow, LineageEdgeRow, ModelRow, VersionRow
 from modelyard.errors import ConflictError, InvalidError, LimitError, NotFoundError
 
@@ -37,9 +38,7 @@ class ModelChanges:
 
 def check_description(text: str) -> str:
     """Bound the size of markdown descriptions."""
-    if len(text) > MAX_DESCRIPTION:
-        raise LimitError(f"description is longer than {MAX_DESCRIPTION} characters")
-    return text
+    return check_text(text, "description", MAX_DESCRIPTION)
 
 
 def check_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -48,8 +47,9 @@ def check_tags(tags: dict[str, str]) -> dict[str, str]:
         raise LimitError(f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
         check_key(key, "tag")
-        if not isinstance(value, str) or len(value) > 512:
-            raise InvalidError(f"tag {key!r} must be a string of at most 512 characters")
+        if not isinstance(value, str):
+            raise InvalidError(f"tag {key!r} must be a string")
+        check_text(value, f"tag {key!r}", 512)
     return tags
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelyard.catalog.refs import check_key
+from modelyard.catalog.text import check_text
 from modelyard.errors import InvalidError, LimitError
 
 MAX_TEXT = 512
@@ -97,6 +98,7 @@ def typed_param(key: str, value: Any, kind: ParamKind | None = None) -> TypedPar
             raise wrong
         if len(value) > MAX_TEXT:
             raise InvalidError(f"param {key!r} is longer than {MAX_TEXT} characters; use type json")
+        check_text(value, f"param {key!r}", MAX_TEXT)
     param = TypedParam(key, kind, value)
     if len(param.value_json) > MAX_JSON:
         raise LimitError(f"param {key!r} is larger than {MAX_JSON} bytes")

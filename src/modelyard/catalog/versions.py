@@ -15,6 +15,7 @@ from modelyard.catalog.models import check_description, check_tags, get_model
 from modelyard.catalog.params import TypedParam, check_metric, check_params
 from modelyard.catalog.refs import parse_ref
 from modelyard.catalog.resolve import resolve_version
+from modelyard.catalog.text import check_text
 from modelyard.db.sql import Sql
 from modelyard.db.tables import (
     AliasRow,
@@ -58,8 +59,8 @@ class RunInfo:
     def as_json(self) -> dict[str, Any]:
         for name in ("run_id", "uri", "code_repository", "commit"):
             value = getattr(self, name)
-            if value is not None and len(value) > 2048:
-                raise InvalidError(f"run {name} is longer than 2048 characters")
+            if value is not None:
+                check_text(value, f"run {name}", 2048)
         if self.started_at and self.ended_at and self.ended_at < self.started_at:
             raise InvalidError("run ended_at is before started_at")
         return {

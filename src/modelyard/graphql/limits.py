@@ -1,9 +1,9 @@
 """Refuse abusive queries before they run: depth, aliases and estimated cost.
 
 The cost is an estimate of how many objects a request returns: each object-typed field costs 1
-times the number of parents it is resolved for (scalars are free); a connection multiplies its
-children by `first` (default page when absent), a plain list by `LIST_ESTIMATE`. Introspection is
-not counted.
+times the number of parents it is resolved for (scalars are free); the lists of a connection hold
+`first` items (the default page when absent), any other list `LIST_ESTIMATE`. Introspection is not
+counted. `first` beyond the page-size limit is refused here too, before anything runs.
 """
 
 from __future__ import annotations
@@ -44,27 +44,30 @@ class _Walk:
         self.variables = variables
         self.aliases = 0
         self.max_depth = 0
+        self.largest_first = 0
 
-    def cost(self, selection: SelectionSetNode | None, parent: Any, depth: int, seen: frozenset[str]) -> int:
+    def cost(self, selection: SelectionSetNode | None, parent: Any, depth: int,
+             seen: frozenset[str], page: int | None = None) -> int:
+        """Objects under `selection`; `page` is the `first` of the connection we are inside."""
         if selection is None:
             return 0
         total = 0
         for node in selection.selections:
             if isinstance(node, FieldNode):
-                total += self._field(node, parent, depth, seen)
+                total += self._field(node, parent, depth, seen, page)
             elif isinstance(node, InlineFragmentNode):
                 cond = self.schema.get_type(node.type_condition.name.value) if node.type_condition else parent
-                total += self.cost(node.selection_set, cond or parent, depth, seen)
+                total += self.cost(node.selection_set, cond or parent, depth, seen, page)
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
                 frag = self.fragments.get(name)
                 if frag is None or name in seen:  # unknown or cyclic: standard validation reports it
                     continue
                 cond = self.schema.get_type(frag.type_condition.name.value) or parent
-                total += self.cost(frag.selection_set, cond, depth, seen | {name})
+                total += self.cost(frag.selection_set, cond, depth, seen | {name}, page)
         return total
 
-    def _field(self, node: FieldNode, parent: Any, depth: int, seen: frozenset[str]) -> int:
+    def _field(self, node: FieldNode, parent: Any, depth: int, seen: frozenset[str], page: int | None) -> int:
         name = node.name.value
         if name.startswith("__"):
             return 0
@@ -78,25 +81,27 @@ class _Walk:
         child_type = get_named_type(definition.type)
         if is_leaf_type(child_type):
             return 0
-        per_parent = self._fan_out(node, definition)
-        children = self.cost(node.selection_set, child_type, depth + 1, seen)
-        return per_parent * (1 + children)
-
-    def _fan_out(self, node: FieldNode, definition: Any) -> int:
-        if "first" in definition.args:
-            for arg in node.arguments or ():
-                if arg.name.value == "first":
-                    if isinstance(arg.value, IntValueNode):
-                        return max(int(arg.value.value), 1)
-                    if isinstance(arg.value, VariableNode):
-                        value = self.variables.get(arg.value.name.value)
-                        if isinstance(value, int):
-                            return max(value, 1)
-            return DEFAULT_PAGE
+        if "first" in definition.args:  # a connection: its edges/nodes lists hold `first` items
+            first = self._first(node)
+            return 1 + self.cost(node.selection_set, child_type, depth + 1, seen, first)
         field_type = definition.type
         if isinstance(field_type, GraphQLNonNull):
             field_type = field_type.of_type
-        return LIST_ESTIMATE if isinstance(field_type, GraphQLList) else 1
+        per_parent = (page or LIST_ESTIMATE) if isinstance(field_type, GraphQLList) else 1
+        return per_parent * (1 + self.cost(node.selection_set, child_type, depth + 1, seen))
+
+    def _first(self, node: FieldNode) -> int:
+        for arg in node.arguments or ():
+            if arg.name.value == "first":
+                value: Any = None
+                if isinstance(arg.value, IntValueNode):
+                    value = int(arg.value.value)
+                elif isinstance(arg.value, VariableNode):
+                    value = self.variables.get(arg.value.name.value)
+                if isinstance(value, int):
+                    self.largest_first = max(self.largest_first, value)
+                    return max(value, 1)
+        return DEFAULT_PAGE
 
 
 def _operations(document: Any) -> Iterator[OperationDefinitionNode]:
@@ -131,6 +136,8 @@ class QueryLimits(SchemaExtension):
             root: GraphQLObjectType | None = schema.get_root_type(op.operation)
             cost += walk.cost(op.selection_set, root, 1, frozenset())
         s = self.settings
+        if walk.largest_first > s.max_page_size:
+            return _limit(f"first may be at most {s.max_page_size}, got {walk.largest_first}")
         if walk.max_depth > s.max_depth:
             return _limit(f"query is {walk.max_depth} levels deep; the limit is {s.max_depth}")
         if walk.aliases > s.max_aliases:

@@ -39,7 +39,7 @@ class Query:
     @strawberry.field(description="Any object by its global id.")
     async def node(self, id: strawberry.ID) -> Node | None:
         type_name, pk = parse_global_id(id)
-        if type_name not in _NODES:
+        if type_name not in _NODES or pk == 0:
             return None
         table, view = _NODES[type_name]
         row = await table.get_or_none(id=pk)

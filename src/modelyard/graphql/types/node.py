@@ -25,6 +25,9 @@ def parse_global_id(value: str) -> tuple[str, int]:
     """Decode a global id; INVALID when it is not one of ours."""
     try:
         type_name, _, pk = base64.b64decode(value, validate=True).decode().partition(":")
-        return type_name, int(pk)
+        number = int(pk)
     except ValueError as exc:
         raise InvalidError(f"invalid node id {value!r}") from exc
+    if not 0 < number < 2**31:  # our primary keys are 32-bit serials: anything else names nothing
+        return type_name, 0
+    return type_name, number
