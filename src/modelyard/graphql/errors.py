@@ -19,8 +19,11 @@ def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
     if original is None or isinstance(original, (ModelyardError, GraphQLError)):
         return False
-    # Input coercion (a bad scalar in variables or arguments) fails before any resolver runs.
-    return error.path is not None
+    if error.path is not None:
+        return True
+    # Before execution, graphql-core wraps a scalar's refusal of an input in its own message
+    # ("Variable '$x' got invalid value …"); a crash is passed on with the exception's own text.
+    return error.message == str(original)
 
 
 def with_code(error: GraphQLError) -> GraphQLError:
@@ -42,11 +45,16 @@ def with_code(error: GraphQLError) -> GraphQLError:
     )
 
 
+def with_codes(errors: list[GraphQLError] | None) -> list[GraphQLError] | None:
+    """`with_code` over a result's errors (idempotent)."""
+    return [with_code(e) for e in errors] if errors else errors
+
+
 class ErrorCodes(SchemaExtension):
     """Give every error a code and mask the unexpected ones."""
 
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = [with_code(e) for e in result.errors]
+        if result is not None:
+            result.errors = with_codes(result.errors)

@@ -8,9 +8,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from modelyard.config import Settings
 from modelyard.graphql.context import Context
+from modelyard.graphql.errors import with_codes
 from modelyard.graphql.schema import build_schema
 from modelyard.http.graphiql import graphiql_html
 
@@ -24,6 +27,11 @@ class GraphQLApp(GraphQL[Context, None]):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
         return Context(settings=self.settings, request=request)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        # An extension that crashes skips ErrorCodes' rewrite; this is the last stop before the wire.
+        result.errors = with_codes(result.errors)
+        return await super().process_result(request, result)
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_html())
