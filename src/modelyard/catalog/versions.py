@@ -146,13 +146,13 @@ async def create_version(spec: NewVersion, actor: str | None = None) -> VersionR
         await VersionTagRow.bulk_create(
             [VersionTagRow(version_id=version.id, key=k, value=v) for k, v in spec.tags.items()]
         )
-        await _record_metrics(version.id, spec.metrics)
+        await _record_metrics(version.id, spec.metrics, new=True)
         await lineage.add_edges(version, parents)
         version.model = model
         return version
 
 
-async def _record_metrics(version_id: int, points: list[MetricPoint]) -> None:
+async def _record_metrics(version_id: int, points: list[MetricPoint], new: bool = False) -> None:
     """Append points to the history and move each key's current value to its latest point."""
     if not points:
         return
@@ -164,7 +164,7 @@ async def _record_metrics(version_id: int, points: list[MetricPoint]) -> None:
         current = latest.get(p.key)
         if current is None or p.step is None or current.step is None or p.step >= current.step:
             latest[p.key] = p
-    existing = {
+    existing = {} if new else {
         m.key: m for m in await MetricRow.filter(version_id=version_id, key__in=list(latest))
     }
     new_rows = []

@@ -115,6 +115,19 @@ async def _walks(keys: Sequence[tuple[int, str, int]]) -> list[list[lineage.Edge
     return [found[k] for k in keys]
 
 
+def _keyed(table: Any) -> Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]]:
+    """One row per (version id, key): `param(key)` and `metric(key)` without loading the rest."""
+
+    async def load(keys: Sequence[tuple[int, str]]) -> list[Any]:
+        rows = await table.filter(
+            version_id__in=list({k[0] for k in keys}), key__in=list({k[1] for k in keys})
+        )
+        found = {(r.version_id, r.key): r for r in rows}
+        return [found.get(k) for k in keys]
+
+    return load
+
+
 async def _metric_history(keys: Sequence[tuple[int, str]]) -> list[list[MetricPointRow]]:
     rows = await MetricPointRow.filter(
         version_id__in=list({k[0] for k in keys}), key__in=list({k[1] for k in keys})
@@ -144,6 +157,10 @@ class Loaders:
     )
     metrics: DataLoader[int, list[MetricRow]] = field(
         default_factory=lambda: _loader(_grouped(MetricRow, "version_id", "key"))
+    )
+    param: DataLoader[tuple[int, str], ParamRow | None] = field(default_factory=lambda: _loader(_keyed(ParamRow)))
+    metric: DataLoader[tuple[int, str], MetricRow | None] = field(
+        default_factory=lambda: _loader(_keyed(MetricRow))
     )
     metric_history: DataLoader[tuple[int, str], list[MetricPointRow]] = field(
         default_factory=lambda: _loader(_metric_history)

@@ -74,8 +74,8 @@ class ModelVersion(Node):
 
     @strawberry.field
     async def param(self, info: Info, key: str) -> Param | None:
-        rows = await info.context.loaders.params.load(self.row.id)
-        return next((Param(row=r) for r in rows if r.key == key), None)
+        row = await info.context.loaders.param.load((self.row.id, key))
+        return Param(row=row) if row else None
 
     @strawberry.field(description="The latest value of each metric.")
     async def metrics(self, info: Info) -> list[Metric]:
@@ -83,8 +83,8 @@ class ModelVersion(Node):
 
     @strawberry.field
     async def metric(self, info: Info, key: str) -> Metric | None:
-        rows = await info.context.loaders.metrics.load(self.row.id)
-        return next((Metric(row=r) for r in rows if r.key == key), None)
+        row = await info.context.loaders.metric.load((self.row.id, key))
+        return Metric(row=row) if row else None
 
     @strawberry.field(description="Every logged value of one metric, oldest first.")
     async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
