@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ASSETS := src/modelyard/http/static/graphiql/VERSIONS.json
 
-.PHONY: run test install install-dev lint schema bench clean
+.PHONY: run test install install-dev lint schema migrations bench clean
 
 run: $(VENV)/.installed $(ASSETS)
 	$(BIN)/modelyard serve
@@ -39,6 +39,9 @@ lint: install-dev
 
 schema: install
 	$(BIN)/modelyard export-schema > schema.graphql
+
+migrations: install
+	cd src && ../$(BIN)/tortoise -c modelyard.db.cli_config.TORTOISE_ORM makemigrations
 
 bench: install-dev
 	$(BIN)/python scripts/bench/catalog.py

@@ -855,7 +855,10 @@ async def explain_postgres(url: str, statement: str, values: list[Any]) -> list[
             await conn.execute("RESET plan_cache_mode; DEALLOCATE bench_plan")
             lines += ["  generic plan (what a prepared statement may use from its 6th run):"]
             lines += ["    " + r[0] for r in rows]
-        lines.append(await _prepared_timings(conn, statement, values))
+        lines.append(await _prepared_timings(conn, statement, values) + "  [plan_cache_mode=auto]")
+        # What the server does: modelyard's connections run with force_custom_plan.
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        lines.append(await _prepared_timings(conn, statement, values) + "  [force_custom_plan, as served]")
         return lines
     finally:
         await conn.close()
