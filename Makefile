@@ -10,6 +10,8 @@ run: $(VENV)/.installed $(ASSETS)
 	$(BIN)/modelyard serve
 
 test: $(VENV)/.installed-dev $(ASSETS)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/mypy src
 	scripts/ensure_chromium.sh
 	scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest
