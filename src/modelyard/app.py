@@ -6,14 +6,16 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from modelyard.config import Settings
 from modelyard.db.database import close_database, open_database
 from modelyard.http.graphiql import assets_app
 from modelyard.http.graphql_app import GraphQLApp
+from modelyard.http.health import healthz
+from modelyard.http.metrics import MetricsMiddleware, metrics_endpoint
+from modelyard.metrics import Metrics
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -30,16 +32,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await close_database()
 
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    graphql = GraphQLApp(settings)
+    metrics = Metrics()
+    graphql = GraphQLApp(settings, metrics)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
             Mount("/static/graphiql", app=assets_app()),
             Route("/healthz", healthz),
+            Route("/metrics", metrics_endpoint(metrics)),
         ],
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
         lifespan=lifespan,
     )
     app.state.settings = settings

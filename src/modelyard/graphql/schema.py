@@ -14,12 +14,14 @@ from strawberry.types import ExecutionContext
 from modelyard.config import Settings
 from modelyard.graphql.errors import ErrorCodes, is_unexpected
 from modelyard.graphql.limits import QueryLimits
+from modelyard.graphql.metrics import GraphQLMetrics
 from modelyard.graphql.mutations import Mutation
 from modelyard.graphql.queries import Query
 from modelyard.graphql.scalars import SCALARS
 from modelyard.graphql.types.dataset import Dataset, DatasetVersion
 from modelyard.graphql.types.model import Model
 from modelyard.graphql.types.version import ModelVersion
+from modelyard.metrics import Metrics
 
 log = logging.getLogger("modelyard.graphql")
 
@@ -32,14 +34,16 @@ class Schema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
-def build_schema(settings: Settings | None = None) -> Schema:
-    """The schema, with limits taken from `settings`."""
+def build_schema(settings: Settings | None = None, metrics: Metrics | None = None) -> Schema:
+    """The schema, with limits taken from `settings` and operations counted in `metrics`."""
     settings = settings or Settings()
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryLimits(settings),
         ErrorCodes,
     ]
+    if metrics is not None:
+        extensions.append(lambda: GraphQLMetrics(metrics))
     return Schema(
         query=Query,
         mutation=Mutation,

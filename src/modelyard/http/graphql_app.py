@@ -16,13 +16,14 @@ from modelyard.graphql.context import Context
 from modelyard.graphql.errors import with_codes
 from modelyard.graphql.schema import build_schema
 from modelyard.http.graphiql import graphiql_html
+from modelyard.metrics import Metrics
 
 
 class GraphQLApp(GraphQL[Context, None]):
     """GraphQL over HTTP, with GraphiQL served from local assets."""
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(build_schema(settings), graphql_ide="graphiql")
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        super().__init__(build_schema(settings, metrics), graphql_ide="graphiql")
         self.settings = settings
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
