@@ -72,9 +72,12 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+ADMIN_SECRET = "myd_" + "a" * 43  # seeded by the app as the admin token `admin-env`
+
+
 @pytest.fixture
 def settings(db_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=db_url)
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, admin_token=ADMIN_SECRET)
 
 
 @pytest.fixture
@@ -92,13 +95,21 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 class GraphQLClient:
-    """Posts GraphQL documents to the app and unwraps the answer."""
+    """Posts GraphQL documents to the app (as the admin token unless told otherwise)."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, token: str | None = ADMIN_SECRET) -> None:
         self.http = http
+        self.token = token
+
+    def as_token(self, token: str | None) -> GraphQLClient:
+        """The same client presenting another token (None: anonymous)."""
+        return GraphQLClient(self.http, token)
 
     async def raw(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = await self.http.post("/graphql", json={"query": query, "variables": variables or {}})
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
         assert response.status_code in (200, 400), response.text
         return response.json()
 
@@ -152,7 +163,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`modelyard serve` as a real process under uvicorn on a free loopback port (SQLite)."""
     port = free_port()
     data = tmp_path_factory.mktemp("live")
-    env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_PORT": str(port)}
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_PORT": str(port),
+           "MODELYARD_ADMIN_TOKEN": ADMIN_SECRET}
     env.pop("MODELYARD_DATABASE_URL", None)
     log_path = data / "server.log"
     log = log_path.open("w")

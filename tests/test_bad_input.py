@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import GraphQLClient
+from tests.conftest import ADMIN_SECRET, GraphQLClient
 
 CREATE_MODEL = "mutation($i: CreateModelInput!) { createModel(input: $i) { name } }"
 CREATE_VERSION = "mutation($i: CreateVersionInput!) { createVersion(input: $i) { ref number } }"
@@ -532,7 +532,8 @@ async def test_nan_in_json_variables_is_invalid(
         }
     )  # `NaN`, as Python writes it
     response = await client.post(
-        "/graphql", content=body, headers={"content-type": "application/json"}
+        "/graphql", content=body,
+        headers={"content-type": "application/json", "authorization": f"Bearer {ADMIN_SECRET}"},
     )
     errors = response.json()["errors"]
     assert errors[0]["extensions"]["code"] == "INVALID"

@@ -37,7 +37,7 @@ def test_bad_settings_are_refused_with_a_clear_message() -> None:
 
     with pytest.raises(InvalidError, match="MODELYARD_DATABASE_URL"):
         Settings.load({"MODELYARD_DATABASE_URL": "mysql://x"})
-    with pytest.raises(InvalidError, match="integer"):
+    with pytest.raises(InvalidError, match="int"):
         Settings.load({"MODELYARD_PORT": "eighty"})
 
 

@@ -170,6 +170,9 @@ query Verify($ref: String!) {
 # Options
 # ---------------------------------------------------------------------------------------------
 
+ACTOR = "bench"
+ADMIN_SECRET = "myd_" + "b" * 43  # the bench seeds it as the server's admin token
+
 
 @dataclass(frozen=True)
 class Options:
@@ -246,13 +249,13 @@ def fresh_database(kind: str, pg_admin_url: str) -> Iterator[Database]:
         if kind == "sqlite":
             path = Path(tmp) / "catalog.db"
             url = f"sqlite://{path}"
-            yield Database(kind, url, Settings(data_dir=data_dir, database_url=url), path)
+            yield Database(kind, url, Settings(data_dir=data_dir, database_url=url, admin_token=ADMIN_SECRET), path)
             return
         name = f"modelyard_bench_{uuid.uuid4().hex[:12]}"
         asyncio.run(_pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"'))
         try:
             url = f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
-            yield Database(kind, url, Settings(data_dir=data_dir, database_url=url))
+            yield Database(kind, url, Settings(data_dir=data_dir, database_url=url, admin_token=ADMIN_SECRET))
         finally:
             asyncio.run(_pg_admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -345,7 +348,7 @@ async def _seed_datasets() -> list[str]:
                 name=name, version=label, uri=f"s3://datasets/{name}/{label}/",
                 digest="sha256:" + hashlib.sha256(f"{name}@{label}".encode()).hexdigest(),
                 size=(d + 1) * (v + 1) * 1_000_000_000, description=f"{name} snapshot {label}",
-            ))
+            ), actor=ACTOR)
             refs.append(f"{name}@{label}")
     return refs
 
@@ -469,7 +472,7 @@ async def _service_version(
         metrics=[versions.MetricPoint("accuracy", content.accuracy),
                  versions.MetricPoint("loss", content.loss)],
         tags=content.tags, run=content.run, lineage=parents,
-    ))
+    ), actor=ACTOR)
 
 
 async def _seed_chain(rng: random.Random, dataset_refs: list[str], param_count: int) -> str:
@@ -477,7 +480,7 @@ async def _seed_chain(rng: random.Random, dataset_refs: list[str], param_count: 
     previous: str | None = None
     for g in range(CHAIN_GENERATIONS):
         name = f"chain/gen-{g:02d}"
-        await models.create_model(name, task=models.Task.TEXT_GENERATION, description="chain")
+        await models.create_model(name, task=models.Task.TEXT_GENERATION, description="chain", actor=ACTOR)
         parents = [ParentSpec(dataset_refs[g % len(dataset_refs)], Relation.TRAINED_ON)]
         if previous is not None:
             parents.insert(0, ParentSpec(previous, Relation.FINE_TUNED_FROM))
@@ -491,13 +494,13 @@ async def _seed_probe_model(
     rng: random.Random, name: str, count: int, dataset_refs: list[str], param_count: int
 ) -> str:
     """A model of `count` chained versions with a production alias, through the services."""
-    await models.create_model(name, task=models.Task.TEXT_CLASSIFICATION)
+    await models.create_model(name, task=models.Task.TEXT_CLASSIFICATION, actor=ACTOR)
     for n in range(1, count + 1):
         parents = [ParentSpec(dataset_refs[n % len(dataset_refs)], Relation.TRAINED_ON)]
         if n > 1:
             parents.insert(0, ParentSpec(f"{name}:{n - 1}", Relation.FINE_TUNED_FROM))
         await _service_version(rng, name, param_count, parents)
-    await aliases.set_alias(name, "production", str(max(1, count - 1)))
+    await aliases.set_alias(name, "production", str(max(1, count - 1)), actor=ACTOR)
     return name
 
 
@@ -928,7 +931,9 @@ def run_database(kind: str, opts: Options) -> DbRun:
         print(f"seeded in {seeded.seconds:.1f} s: "
               + ", ".join(f"{k} {v:,}" for k, v in seeded.rows.items()), flush=True)
         counter = SqlCounter()
-        with live_server(db.settings) as url, httpx.Client(base_url=url, timeout=300) as client:
+        with live_server(db.settings) as url, httpx.Client(
+            base_url=url, timeout=300, headers={"Authorization": f"Bearer {ADMIN_SECRET}"}
+        ) as client:
             checked = verify_seed(client, seeded)
             print(f"verified {checked} seeded versions over the API (manifest digests match)")
             load_before = os.getloadavg()[0]

@@ -9,6 +9,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 
+from modelyard.catalog import tokens
+from modelyard.catalog.events import EventBus
 from modelyard.config import Settings
 from modelyard.db.database import close_database, open_database
 from modelyard.http.graphiql import assets_app
@@ -28,12 +30,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
         await open_database(settings.resolved_database_url)
         try:
-            yield
+            if settings.admin_token:
+                await tokens.seed_admin_token(settings.admin_token)
+            await events.start()
+            try:
+                yield
+            finally:
+                await events.stop()
         finally:
             await close_database()
 
     metrics = Metrics()
-    graphql = GraphQLApp(settings, metrics)
+    url = settings.resolved_database_url
+    events = EventBus(
+        settings.event_poll_seconds, settings.max_subscriptions,
+        listen_dsn=url if url.startswith(("postgres://", "postgresql://")) else None,
+    )
+    graphql = GraphQLApp(settings, metrics, events)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

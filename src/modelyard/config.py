@@ -46,6 +46,24 @@ class Settings:
         metadata={"doc": "Largest estimated number of objects one GraphQL request may return."},
     )
     max_lineage_depth: int = field(default=100, metadata={"doc": "Deepest `depth` a lineage walk accepts."})
+    public_read: bool = field(
+        default=True,
+        metadata={"doc": "Reads need no token (`false`: every read needs a `read` token)."},
+    )
+    admin_token: str = field(
+        default="",
+        repr=False,
+        metadata={"doc": "Seeds an admin token named `admin-env` with this secret (`myd_…`), for "
+                  "automation; only its hash is stored. Never logged."},
+    )
+    max_subscriptions: int = field(
+        default=20, metadata={"doc": "Most live subscriptions one token (or one anonymous client) may hold."}
+    )
+    event_poll_seconds: float = field(
+        default=2.0,
+        metadata={"doc": "How often subscribers also poll the audit log (catches writes from "
+                  "other processes on SQLite; PostgreSQL wakes them at once with NOTIFY)."},
+    )
 
     def __post_init__(self) -> None:
         if self.database_url and not self.database_url.startswith(_DB_SCHEMES):
@@ -85,17 +103,28 @@ class Settings:
         out = []
         for f in fields(cls):
             default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-            out.append((f"MODELYARD_{f.name.upper()}", str(default), f.metadata["doc"]))
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+            out.append((f"MODELYARD_{f.name.upper()}", shown, f.metadata["doc"]))
         return out
 
 
 def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
     try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return text in ("1", "true", "yes")
+        if kind == "float":
+            return float(raw)
         if kind == "int":
             return int(raw)
         if kind == "Path":
             return Path(raw)
         return str(raw)
     except ValueError as exc:
-        raise InvalidError(f"setting {f.name} must be an integer, got {raw!r}") from exc
+        shown = "…" if f.name == "admin_token" else repr(raw)
+        raise InvalidError(f"setting {f.name} must be of type {kind}, got {shown}") from exc

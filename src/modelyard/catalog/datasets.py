@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
+from modelyard.catalog import audit
 from modelyard.catalog.models import check_description
 from modelyard.catalog.refs import (
     check_dataset_version,
@@ -39,7 +40,7 @@ async def get_dataset(name: str) -> DatasetRow:
     return row
 
 
-async def register_dataset(spec: NewDatasetVersion, actor: str | None = None) -> DatasetVersionRow:
+async def register_dataset(spec: NewDatasetVersion, *, actor: str) -> DatasetVersionRow:
     """Record a dataset version, creating the dataset on first use; CONFLICT if the version exists."""
     full = parse_name(spec.name, "dataset").full
     check_dataset_version(spec.version)
@@ -55,7 +56,7 @@ async def register_dataset(spec: NewDatasetVersion, actor: str | None = None) ->
         )
         if await DatasetVersionRow.exists(dataset_id=dataset.id, version=spec.version):
             raise ConflictError(f"dataset version {full}@{spec.version} already exists")
-        return await DatasetVersionRow.create(
+        row = await DatasetVersionRow.create(
             dataset=dataset,
             version=spec.version,
             uri=spec.uri,
@@ -64,6 +65,11 @@ async def register_dataset(spec: NewDatasetVersion, actor: str | None = None) ->
             description=spec.description,
             created_by=actor,
         )
+        await audit.record(
+            actor, audit.EventKind.DATASET_REGISTERED, "DatasetVersion", f"{full}@{spec.version}",
+            changes=audit.diff({}, {"uri": spec.uri, "digest": spec.digest, "size": spec.size}),
+        )
+        return row
 
 
 async def resolve_dataset_version(raw: str) -> DatasetVersionRow:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from modelyard.catalog import datasets
+from modelyard.catalog import audit, datasets
 from modelyard.catalog.refs import parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.db.sql import Sql
-from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, VersionRow
+from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, ModelRow, VersionRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 
 MAX_PARENTS = 100
@@ -223,18 +223,30 @@ async def walk(
 
 
 
-async def link(ref: str, spec: ParentSpec) -> VersionRow:
+async def link(ref: str, spec: ParentSpec, *, actor: str) -> VersionRow:
     """Add one lineage edge to an existing version."""
     async with in_transaction():
         child = await resolve_version(parse_ref(ref))
-        await add_edges(child, await resolve_parents([spec]))
+        parents = await resolve_parents([spec])
+        await add_edges(child, parents)
+        await _audit(actor, audit.EventKind.LINEAGE_ADDED, child, parents[0], added=True)
         return child
 
 
-async def unlink(ref: str, spec: ParentSpec) -> VersionRow:
+async def unlink(ref: str, spec: ParentSpec, *, actor: str) -> VersionRow:
     """Remove one lineage edge from a version."""
     async with in_transaction():
         child = await resolve_version(parse_ref(ref))
         (parent,) = await resolve_parents([spec])
         await remove_edge(child, parent)
+        await _audit(actor, audit.EventKind.LINEAGE_REMOVED, child, parent, added=False)
         return child
+
+
+async def _audit(actor: str, kind: audit.EventKind, child: VersionRow, parent: ResolvedParent, added: bool) -> None:
+    model = await ModelRow.get(id=child.model_id)
+    edge = f"{parent.relation.value} {parent.label}"
+    await audit.record(
+        actor, kind, "ModelVersion", f"{model.full_name}:{child.number}", model=model.full_name,
+        changes={"lineage": {"before": None if added else edge, "after": edge if added else None}},
+    )

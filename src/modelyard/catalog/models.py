@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from modelyard.catalog import audit
 from modelyard.catalog.refs import check_key, parse_name
 from modelyard.catalog.text import check_text
 from modelyard.db.tables import AliasRow, LineageEdgeRow, ModelRow, VersionRow
@@ -68,7 +70,7 @@ async def create_model(
     description: str = "",
     task: Task = Task.OTHER,
     tags: dict[str, str] | None = None,
-    actor: str | None = None,
+    actor: str,
 ) -> ModelRow:
     """Create a model; CONFLICT when the name is taken."""
     parsed = parse_name(name)
@@ -76,7 +78,7 @@ async def create_model(
     tags = check_tags(tags or {})
     try:
         async with in_transaction():
-            return await ModelRow.create(
+            row = await ModelRow.create(
                 namespace=parsed.namespace,
                 name=parsed.name,
                 full_name=parsed.full,
@@ -85,14 +87,24 @@ async def create_model(
                 tags=tags,
                 created_by=actor,
             )
+            await audit.record(
+                actor, audit.EventKind.MODEL_CREATED, "Model", row.full_name, model=row.full_name,
+                changes=audit.diff({}, _state(row)),
+            )
+            return row
     except IntegrityError as exc:
         raise ConflictError(f"model {parsed.full!r} already exists") from exc
 
 
-async def update_model(name: str, changes: ModelChanges) -> ModelRow:
+def _state(row: ModelRow) -> dict[str, Any]:
+    return {"description": row.description, "task": row.task, "tags": row.tags}
+
+
+async def update_model(name: str, changes: ModelChanges, *, actor: str) -> ModelRow:
     """Change a model's description, task or tags."""
     async with in_transaction():
         row = await get_model(name)
+        before = _state(row)
         if changes.description is not None:
             row.description = check_description(changes.description)
         if changes.task is not None:
@@ -100,10 +112,14 @@ async def update_model(name: str, changes: ModelChanges) -> ModelRow:
         if changes.tags is not None:
             row.tags = check_tags(changes.tags)
         await row.save()
+        await audit.record(
+            actor, audit.EventKind.MODEL_UPDATED, "Model", row.full_name, model=row.full_name,
+            changes=audit.diff(before, _state(row)),
+        )
         return row
 
 
-async def delete_model(name: str) -> ModelRow:
+async def delete_model(name: str, *, actor: str) -> ModelRow:
     """Delete a model and all its versions; CONFLICT while another model descends from it."""
     async with in_transaction():
         row = await get_model(name)
@@ -124,4 +140,8 @@ async def delete_model(name: str) -> ModelRow:
         await AliasRow.filter(model_id=row.id).delete()
         await VersionRow.filter(model_id=row.id).delete()
         await row.delete()
+        await audit.record(
+            actor, audit.EventKind.MODEL_DELETED, "Model", row.full_name, model=row.full_name,
+            changes={"versions": {"before": len(version_ids), "after": 0}},
+        )
         return row

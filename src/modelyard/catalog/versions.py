@@ -9,7 +9,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from modelyard.catalog import lineage
+from modelyard.catalog import audit, lineage
 from modelyard.catalog.manifest import manifest, manifest_digest
 from modelyard.catalog.models import check_description, check_tags, get_model
 from modelyard.catalog.params import TypedParam, check_metric, check_params
@@ -21,6 +21,7 @@ from modelyard.db.tables import (
     AliasRow,
     MetricPointRow,
     MetricRow,
+    ModelRow,
     ParamRow,
     VersionRow,
     VersionTagRow,
@@ -110,7 +111,7 @@ async def _next_number(model_id: int) -> int:
     return int(rows[0]["version_seq"])
 
 
-async def create_version(spec: NewVersion, actor: str | None = None) -> VersionRow:
+async def create_version(spec: NewVersion, *, actor: str) -> VersionRow:
     """Create the next version of a model with everything it carries, all or nothing."""
     check_description(spec.description)
     check_params(spec.params)
@@ -148,6 +149,15 @@ async def create_version(spec: NewVersion, actor: str | None = None) -> VersionR
         )
         await _record_metrics(version.id, spec.metrics, new=True)
         await lineage.add_edges(version, parents)
+        await audit.record(
+            actor, audit.EventKind.VERSION_CREATED, "ModelVersion", f"{model.full_name}:{number}",
+            model=model.full_name,
+            changes={
+                "status": {"before": None, "after": version.status},
+                "params": {"before": None, "after": {p.key: p.value for p in spec.params}},
+                "lineage": {"before": None, "after": [f"{p.relation.value} {p.label}" for p in parents]},
+            },
+        )
         version.model = model
         return version
 
@@ -183,7 +193,19 @@ async def get_version(ref: str) -> VersionRow:
     return await resolve_version(parse_ref(ref))
 
 
-async def update_version(ref: str, changes: VersionChanges) -> VersionRow:
+async def _named(ref: str) -> tuple[VersionRow, str, str]:
+    """The version `ref` names, with its model's name and its `name:number` ref."""
+    version = await get_version(ref)
+    model = await ModelRow.get(id=version.model_id)
+    return version, model.full_name, f"{model.full_name}:{version.number}"
+
+
+async def _version_state(version: VersionRow) -> dict[str, Any]:
+    tags = await VersionTagRow.filter(version_id=version.id).order_by("key")
+    return {"description": version.description, "run": version.run, "tags": {t.key: t.value for t in tags}}
+
+
+async def update_version(ref: str, changes: VersionChanges, *, actor: str) -> VersionRow:
     """Change a version's description, tags or run info (params and artifacts never change)."""
     if changes.description is not None:
         check_description(changes.description)
@@ -191,7 +213,8 @@ async def update_version(ref: str, changes: VersionChanges) -> VersionRow:
         check_tags(changes.tags)
     run = changes.run.as_json() if changes.run else None
     async with in_transaction():
-        version = await get_version(ref)
+        version, model, name = await _named(ref)
+        before = await _version_state(version)
         if changes.description is not None:
             version.description = changes.description
         if run is not None:
@@ -202,13 +225,17 @@ async def update_version(ref: str, changes: VersionChanges) -> VersionRow:
             await VersionTagRow.bulk_create(
                 [VersionTagRow(version_id=version.id, key=k, value=v) for k, v in changes.tags.items()]
             )
+        await audit.record(
+            actor, audit.EventKind.VERSION_UPDATED, "ModelVersion", name, model=model,
+            changes=audit.diff(before, await _version_state(version)),
+        )
         return version
 
 
-async def archive_version(ref: str) -> VersionRow:
+async def archive_version(ref: str, *, actor: str) -> VersionRow:
     """Soft-archive a version; CONFLICT while an alias points at it."""
     async with in_transaction():
-        version = await get_version(ref)
+        version, model, name = await _named(ref)
         if version.status == Status.ARCHIVED.value:
             raise ConflictError(f"version {ref} is already archived")
         aliases: list[str] = await AliasRow.filter(version_id=version.id).values_list("name", flat=True)  # type: ignore[assignment]
@@ -217,28 +244,42 @@ async def archive_version(ref: str) -> VersionRow:
                 f"version {ref} is the target of alias(es) {', '.join(sorted(aliases))}: "
                 "move or delete them first"
             )
-        version.status = Status.ARCHIVED.value
-        await version.save(update_fields=["status", "updated_at"])
+        await _set_status(version, Status.ARCHIVED, model, name, actor)
         return version
 
 
-async def restore_version(ref: str) -> VersionRow:
+async def restore_version(ref: str, *, actor: str) -> VersionRow:
     """Bring an archived version back to READY."""
     async with in_transaction():
-        version = await get_version(ref)
+        version, model, name = await _named(ref)
         if version.status != Status.ARCHIVED.value:
             raise ConflictError(f"version {ref} is not archived")
-        version.status = Status.READY.value
-        await version.save(update_fields=["status", "updated_at"])
+        await _set_status(version, Status.READY, model, name, actor)
         return version
 
 
-async def log_metrics(ref: str, points: list[MetricPoint]) -> VersionRow:
+async def _set_status(version: VersionRow, status: Status, model: str, name: str, actor: str) -> None:
+    before = version.status
+    version.status = status.value
+    await version.save(update_fields=["status", "updated_at"])
+    await audit.record(
+        actor, audit.EventKind.VERSION_STATUS_CHANGED, "ModelVersion", name, model=model,
+        changes={"status": {"before": before, "after": status.value}},
+    )
+
+
+async def log_metrics(ref: str, points: list[MetricPoint], *, actor: str) -> VersionRow:
     """Append metric values to a version (evaluation results arrive after training)."""
     check_metrics(points)
     if not points:
         raise InvalidError("no metrics given")
     async with in_transaction():
-        version = await get_version(ref)
+        version, model, name = await _named(ref)
         await _record_metrics(version.id, points)
+        await audit.record(
+            actor, audit.EventKind.METRICS_LOGGED, "ModelVersion", name, model=model,
+            changes={"metrics": {"before": None, "after": [
+                {"key": p.key, "value": p.value, "step": p.step} for p in points[:100]
+            ]}},
+        )
         return version

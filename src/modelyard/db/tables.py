@@ -202,3 +202,61 @@ class LineageEdgeRow(Model):
         table = "lineage_edge"
         indexes = (Index(fields=("child_id",)), Index(fields=("parent_version_id",)),
                    Index(fields=("parent_dataset_id",)))
+
+
+class TokenRow(Model):
+    """A bearer token: only the SHA-256 of its secret is kept."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64, unique=True)
+    scope = fields.CharField(max_length=8)
+    namespace = fields.CharField(max_length=64, null=True)
+    secret_hash = fields.CharField(max_length=64, unique=True)
+    prefix = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    created_by = fields.CharField(max_length=128, null=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "token"
+
+
+class AuditEventRow(Model):
+    """An immutable record of one change: who, what, to which object, before → after, when.
+
+    Its id orders events: subscribers resume with `since: <last id>`.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField(auto_now_add=True, db_index=True)
+    actor = fields.CharField(max_length=128)
+    kind = fields.CharField(max_length=32, db_index=True)
+    model = fields.CharField(max_length=129, null=True, db_index=True)
+    namespace = fields.CharField(max_length=64, default="")
+    object_type = fields.CharField(max_length=32)
+    object_ref = fields.CharField(max_length=300)
+    changes: fields.Field[dict[str, object]] = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "audit_event"
+
+
+class AliasMoveRow(Model):
+    """Where an alias pointed from `at` on (no version: deleted), for history and time travel."""
+
+    id = fields.BigIntField(primary_key=True)
+    model: fields.ForeignKeyRelation[ModelRow] = fields.ForeignKeyField(
+        "modelyard.ModelRow", related_name="alias_moves", on_delete=fields.CASCADE
+    )
+    model_id: int
+    alias = fields.CharField(max_length=64)
+    version: fields.ForeignKeyNullableRelation[VersionRow] = fields.ForeignKeyField(
+        "modelyard.VersionRow", related_name="alias_moves", null=True, on_delete=fields.CASCADE
+    )
+    version_id: int | None
+    at = fields.DatetimeField(auto_now_add=True)
+    actor = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "alias_move"
+        indexes = (Index(fields=("model_id", "alias", "at")),)

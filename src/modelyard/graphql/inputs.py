@@ -6,11 +6,13 @@ from datetime import datetime
 
 import strawberry
 
-from modelyard.catalog import datasets, lineage, models, search, versions
+from modelyard.catalog import audit, datasets, lineage, models, search, versions
 from modelyard.catalog.params import ParamKind, TypedParam, typed_param
+from modelyard.catalog.refs import parse_name
 from modelyard.catalog.versions import Status
 from modelyard.errors import InvalidError
 from modelyard.graphql.scalars import JSON, Long
+from modelyard.graphql.types.audit import EventKindEnum, ScopeEnum
 from modelyard.graphql.types.enums import (
     OrderFieldEnum,
     ParamTypeEnum,
@@ -90,6 +92,10 @@ class CreateModelInput:
     task: TaskEnum = models.Task.OTHER  # type: ignore[valid-type]
     tags: list[TagInput] | None = None
 
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.name
+
 
 @strawberry.input(description="Fields left out stay as they are.")
 class UpdateModelInput:
@@ -101,6 +107,10 @@ class UpdateModelInput:
     def changes(self) -> models.ModelChanges:
         return models.ModelChanges(self.description, models.Task(self.task) if self.task else None,
                                    tag_dict(self.tags))
+
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.name
 
 
 @strawberry.input(description="A new version with everything it carries, created in one transaction.")
@@ -124,6 +134,10 @@ class CreateVersionInput:
             lineage=[x.spec() for x in self.lineage],
         )
 
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.model
+
 
 @strawberry.input(description="Fields left out stay as they are; params never change.")
 class UpdateVersionInput:
@@ -136,11 +150,19 @@ class UpdateVersionInput:
         return versions.VersionChanges(self.description, tag_dict(self.tags),
                                        self.run.info() if self.run else None)
 
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.ref
+
 
 @strawberry.input
 class LogMetricsInput:
     ref: str
     metrics: list[MetricInput]
+
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.ref
 
 
 @strawberry.input
@@ -149,11 +171,19 @@ class SetAliasInput:
     alias: str
     version: str = strawberry.field(description="A version number (`3`) or a ref of this model.")
 
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.model
+
 
 @strawberry.input
 class DeleteAliasInput:
     model: str
     alias: str
+
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.model
 
 
 @strawberry.input
@@ -164,6 +194,10 @@ class AddLineageInput:
 
     def spec(self) -> lineage.ParentSpec:
         return lineage.ParentSpec(self.parent, lineage.Relation(self.relation))
+
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.ref
 
 
 @strawberry.input
@@ -177,6 +211,10 @@ class RegisterDatasetInput:
 
     def spec(self) -> datasets.NewDatasetVersion:
         return datasets.NewDatasetVersion(**vars(self))
+
+    def target(self) -> str:
+        """What this input changes, for the permission check."""
+        return self.name
 
 
 @strawberry.input(description="Compare a param or a metric; every operator given must hold.")
@@ -257,3 +295,29 @@ class ModelFilter:
     def to_catalog(self) -> search.ModelFilter:
         return search.ModelFilter(self.namespace, models.Task(self.task) if self.task else None,
                                   self.name_contains)
+
+
+@strawberry.input(description="A new token: its name, scope and optional namespace.")
+class CreateTokenInput:
+    name: str
+    scope: ScopeEnum  # type: ignore[valid-type]
+    namespace: str | None = strawberry.field(
+        default=None, description="Bind the token to one namespace: it writes (and, when reads are private, reads) only there."
+    )
+
+
+@strawberry.input(description="Events about a model, of some kinds, by an actor, or in a range.")
+class AuditFilter:
+    model: str | None = None
+    kinds: list[EventKindEnum] | None = None  # type: ignore[valid-type]
+    actor: str | None = None
+    after_id: Long | None = strawberry.field(default=None, description="Only events with a larger id.")  # type: ignore[valid-type]
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def to_catalog(self) -> audit.AuditFilter:
+        return audit.AuditFilter(
+            model=parse_name(self.model).full if self.model else None,
+            kinds=[audit.EventKind(k) for k in self.kinds or []],
+            actor=self.actor, after_id=self.after_id, since=self.since, until=self.until,
+        )

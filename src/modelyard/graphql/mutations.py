@@ -1,14 +1,16 @@
-"""Mutation root: each mutation parses its input and calls one catalog service."""
+"""Mutation root: each mutation checks permission, parses its input and calls one catalog service."""
 
 from __future__ import annotations
 
 import strawberry
+from strawberry.permission import BasePermission
 
-from modelyard.catalog import aliases, datasets, lineage, models, versions
+from modelyard.catalog import aliases, datasets, lineage, models, tokens, versions
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import (
     AddLineageInput,
     CreateModelInput,
+    CreateTokenInput,
     CreateVersionInput,
     DeleteAliasInput,
     LogMetricsInput,
@@ -18,14 +20,19 @@ from modelyard.graphql.inputs import (
     UpdateVersionInput,
     tag_dict,
 )
+from modelyard.graphql.permissions import CanWrite, IsAdmin
+from modelyard.graphql.types.audit import CreatedToken, Token
 from modelyard.graphql.types.dataset import DatasetVersion
 from modelyard.graphql.types.model import Alias, Model
 from modelyard.graphql.types.version import ModelVersion
 
+WRITE: list[type[BasePermission]] = [CanWrite]
+ADMIN: list[type[BasePermission]] = [IsAdmin]
+
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create a model. CONFLICT when the name is taken.")
+    @strawberry.mutation(permission_classes=WRITE, description="Create a model. CONFLICT when the name is taken.")
     async def create_model(self, info: Info, input: CreateModelInput) -> Model:
         row = await models.create_model(
             input.name, description=input.description, task=models.Task(input.task),
@@ -33,51 +40,72 @@ class Mutation:
         )
         return Model(row=row)
 
-    @strawberry.mutation(description="Change a model's description, task or tags.")
-    async def update_model(self, input: UpdateModelInput) -> Model:
-        return Model(row=await models.update_model(input.name, input.changes()))
+    @strawberry.mutation(permission_classes=WRITE, description="Change a model's description, task or tags.")
+    async def update_model(self, info: Info, input: UpdateModelInput) -> Model:
+        return Model(row=await models.update_model(input.name, input.changes(), actor=info.context.actor))
 
-    @strawberry.mutation(description="Delete a model and its versions. CONFLICT while other models descend from it.")
-    async def delete_model(self, name: str) -> Model:
-        return Model(row=await models.delete_model(name))
+    @strawberry.mutation(
+        permission_classes=ADMIN,
+        description="Delete a model and its versions (admin). CONFLICT while other models descend from it.",
+    )
+    async def delete_model(self, info: Info, name: str) -> Model:
+        return Model(row=await models.delete_model(name, actor=info.context.actor))
 
-    @strawberry.mutation(description="Create the next version with params, metrics, tags, run and lineage, all or nothing.")
+    @strawberry.mutation(
+        permission_classes=WRITE,
+        description="Create the next version with params, metrics, tags, run and lineage, all or nothing.",
+    )
     async def create_version(self, info: Info, input: CreateVersionInput) -> ModelVersion:
-        return ModelVersion(row=await versions.create_version(input.spec(), info.context.actor))
+        return ModelVersion(row=await versions.create_version(input.spec(), actor=info.context.actor))
 
-    @strawberry.mutation(description="Change a version's description, tags or run info.")
-    async def update_version(self, input: UpdateVersionInput) -> ModelVersion:
-        return ModelVersion(row=await versions.update_version(input.ref, input.changes()))
+    @strawberry.mutation(permission_classes=WRITE, description="Change a version's description, tags or run info.")
+    async def update_version(self, info: Info, input: UpdateVersionInput) -> ModelVersion:
+        return ModelVersion(row=await versions.update_version(input.ref, input.changes(), actor=info.context.actor))
 
-    @strawberry.mutation(description="Soft-archive a version. CONFLICT while an alias points at it.")
-    async def archive_version(self, ref: str) -> ModelVersion:
-        return ModelVersion(row=await versions.archive_version(ref))
+    @strawberry.mutation(permission_classes=WRITE, description="Soft-archive a version. CONFLICT while an alias points at it.")
+    async def archive_version(self, info: Info, ref: str) -> ModelVersion:
+        return ModelVersion(row=await versions.archive_version(ref, actor=info.context.actor))
 
-    @strawberry.mutation(description="Bring an archived version back to READY.")
-    async def restore_version(self, ref: str) -> ModelVersion:
-        return ModelVersion(row=await versions.restore_version(ref))
+    @strawberry.mutation(permission_classes=WRITE, description="Bring an archived version back to READY.")
+    async def restore_version(self, info: Info, ref: str) -> ModelVersion:
+        return ModelVersion(row=await versions.restore_version(ref, actor=info.context.actor))
 
-    @strawberry.mutation(description="Append metric values (with optional steps) to a version.")
-    async def log_metrics(self, input: LogMetricsInput) -> ModelVersion:
+    @strawberry.mutation(permission_classes=WRITE, description="Append metric values (with optional steps) to a version.")
+    async def log_metrics(self, info: Info, input: LogMetricsInput) -> ModelVersion:
         points = [m.point() for m in input.metrics]
-        return ModelVersion(row=await versions.log_metrics(input.ref, points))
+        return ModelVersion(row=await versions.log_metrics(input.ref, points, actor=info.context.actor))
 
-    @strawberry.mutation(description="Point an alias at a version, creating or moving it.")
+    @strawberry.mutation(permission_classes=WRITE, description="Point an alias at a version, creating or moving it.")
     async def set_alias(self, info: Info, input: SetAliasInput) -> Alias:
-        return Alias(row=await aliases.set_alias(input.model, input.alias, input.version, info.context.actor))
+        row = await aliases.set_alias(input.model, input.alias, input.version, actor=info.context.actor)
+        return Alias(row=row)
 
-    @strawberry.mutation(description="Remove an alias.")
-    async def delete_alias(self, input: DeleteAliasInput) -> Alias:
-        return Alias(row=await aliases.delete_alias(input.model, input.alias))
+    @strawberry.mutation(permission_classes=WRITE, description="Remove an alias.")
+    async def delete_alias(self, info: Info, input: DeleteAliasInput) -> Alias:
+        return Alias(row=await aliases.delete_alias(input.model, input.alias, actor=info.context.actor))
 
-    @strawberry.mutation(description="Add a lineage edge to an existing version. CONFLICT on a cycle.")
-    async def add_lineage(self, input: AddLineageInput) -> ModelVersion:
-        return ModelVersion(row=await lineage.link(input.ref, input.spec()))
+    @strawberry.mutation(permission_classes=WRITE, description="Add a lineage edge to an existing version. CONFLICT on a cycle.")
+    async def add_lineage(self, info: Info, input: AddLineageInput) -> ModelVersion:
+        return ModelVersion(row=await lineage.link(input.ref, input.spec(), actor=info.context.actor))
 
-    @strawberry.mutation(description="Remove a lineage edge from a version.")
-    async def remove_lineage(self, input: AddLineageInput) -> ModelVersion:
-        return ModelVersion(row=await lineage.unlink(input.ref, input.spec()))
+    @strawberry.mutation(permission_classes=WRITE, description="Remove a lineage edge from a version.")
+    async def remove_lineage(self, info: Info, input: AddLineageInput) -> ModelVersion:
+        return ModelVersion(row=await lineage.unlink(input.ref, input.spec(), actor=info.context.actor))
 
-    @strawberry.mutation(description="Record a dataset version (the dataset is created on first use).")
+    @strawberry.mutation(
+        permission_classes=WRITE,
+        description="Record a dataset version (the dataset is created on first use).",
+    )
     async def register_dataset(self, info: Info, input: RegisterDatasetInput) -> DatasetVersion:
-        return DatasetVersion(row=await datasets.register_dataset(input.spec(), info.context.actor))
+        return DatasetVersion(row=await datasets.register_dataset(input.spec(), actor=info.context.actor))
+
+    @strawberry.mutation(permission_classes=ADMIN, description="Create a token (admin). Its secret is returned this once.")
+    async def create_token(self, info: Info, input: CreateTokenInput) -> CreatedToken:
+        secret, row = await tokens.create_token(
+            input.name, tokens.Scope(input.scope), input.namespace, actor=info.context.actor
+        )
+        return CreatedToken(secret=secret, token=Token(row=row))
+
+    @strawberry.mutation(permission_classes=ADMIN, description="Revoke a token (admin); it stops working at once.")
+    async def revoke_token(self, info: Info, name: str) -> Token:
+        return Token(row=await tokens.revoke_token(name, actor=info.context.actor))

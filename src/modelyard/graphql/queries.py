@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-import strawberry
+from datetime import datetime
 
-from modelyard.catalog import datasets, lineage, search, versions
+import strawberry
+from strawberry.permission import BasePermission
+
+from modelyard.catalog import audit, datasets, policy, search, tokens, versions
+from modelyard.catalog.lineage import Direction, walk
 from modelyard.catalog.models import get_model
+from modelyard.catalog.refs import parse_ref
+from modelyard.catalog.resolve import resolve_version
+from modelyard.catalog.tokens import Scope
 from modelyard.db.tables import DatasetRow, DatasetVersionRow, ModelRow, VersionRow
-from modelyard.errors import NotFoundError
+from modelyard.errors import ForbiddenError, NotFoundError
 from modelyard.graphql.context import Info
-from modelyard.graphql.inputs import ModelFilter, VersionFilter, VersionOrder
+from modelyard.graphql.inputs import AuditFilter, ModelFilter, VersionFilter, VersionOrder
 from modelyard.graphql.pagination import page_args
+from modelyard.graphql.permissions import CanRead, IsAdmin
+from modelyard.graphql.types.audit import AuditEvent, Token
 from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.dataset import Dataset, DatasetVersion
 from modelyard.graphql.types.enums import DirectionEnum
@@ -19,6 +28,7 @@ from modelyard.graphql.types.model import Model
 from modelyard.graphql.types.node import Node, parse_global_id
 from modelyard.graphql.types.version import ModelVersion, check_depth
 
+READ: list[type[BasePermission]] = [CanRead]
 _NODES = {
     "Model": (ModelRow, Model),
     "ModelVersion": (VersionRow, ModelVersion),
@@ -36,16 +46,20 @@ async def _or_none(coro: object) -> object:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Any object by its global id.")
-    async def node(self, id: strawberry.ID) -> Node | None:
+    @strawberry.field(permission_classes=READ, description="Any object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         type_name, pk = parse_global_id(id)
         if type_name not in _NODES or pk == 0:
             return None
         table, view = _NODES[type_name]
         row = await table.get_or_none(id=pk)
-        return view(row=row) if row else None  # type: ignore[call-arg]
+        if row is None:
+            return None
+        if policy.read_namespace(await info.context.caller(), info.context.settings.public_read) is not None:
+            policy.check_read(await info.context.caller(), False, await _name_of(row))
+        return view(row=row)  # type: ignore[call-arg]
 
-    @strawberry.field(description="A model by name; null when there is none.")
+    @strawberry.field(permission_classes=READ, description="A model by name; null when there is none.")
     async def model(self, info: Info, name: str) -> Model | None:
         row = await _or_none(get_model(name))
         if row is None:
@@ -53,13 +67,14 @@ class Query:
         info.context.loaders.prime_model(row)  # type: ignore[arg-type]
         return Model(row=row)  # type: ignore[arg-type]
 
-    @strawberry.field(description="Models by name.")
+    @strawberry.field(permission_classes=READ, description="Models by name.")
     async def models(
         self, info: Info, first: int | None = None, after: str | None = None,
         filter: ModelFilter | None = None,
     ) -> Connection[Model]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
-        spec = filter.to_catalog() if filter else None
+        spec = filter.to_catalog() if filter else search.ModelFilter()
+        spec.namespace = await _narrow(info, spec.namespace)
         rows, has_next = await search.search_models(spec, limit, offset)
         for row in rows:
             info.context.loaders.prime_model(row)
@@ -69,21 +84,26 @@ class Query:
 
         return Connection.page([Model(row=r) for r in rows], offset, has_next, count)
 
-    @strawberry.field(description="The version a ref names: `name`, `name:3`, `name@alias`, `name@sha256:…`.")
-    async def version(self, info: Info, ref: str) -> ModelVersion | None:
-        row = await _or_none(versions.get_version(ref))
+    @strawberry.field(
+        permission_classes=READ,
+        description="The version a ref names: `name`, `name:3`, `name@alias`, `name@sha256:…`; "
+        "with `at`, what it named at that moment (an alias's target then).",
+    )
+    async def version(self, info: Info, ref: str, at: datetime | None = None) -> ModelVersion | None:
+        row = await _or_none(resolve_version(parse_ref(ref), at))
         return ModelVersion(row=row) if row else None  # type: ignore[arg-type]
 
-    @strawberry.field(description="Versions across all models matching a typed filter.")
+    @strawberry.field(permission_classes=READ, description="Versions across all models matching a typed filter.")
     async def versions(
         self, info: Info, first: int | None = None, after: str | None = None,
         filter: VersionFilter | None = None, order_by: VersionOrder | None = None,
     ) -> Connection[ModelVersion]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
-        page = await search.search_versions(
-            filter.to_catalog() if filter else None, order_by.to_catalog() if order_by else None,
-            limit, offset,
-        )
+        spec = filter.to_catalog() if filter else search.VersionFilter()
+        namespace = await _narrow(info, None)
+        if namespace is not None:
+            spec = search.VersionFilter(namespace=namespace, status=spec.status, and_=[spec])
+        page = await search.search_versions(spec, order_by.to_catalog() if order_by else None, limit, offset)
         rows = await info.context.loaders.version.load_many(page.ids)
 
         async def count() -> int:
@@ -91,18 +111,66 @@ class Query:
 
         return Connection.page([ModelVersion(row=r) for r in rows], offset, page.has_next, count)
 
-    @strawberry.field(description="The lineage graph around a version, one recursive query per direction.")
+    @strawberry.field(
+        permission_classes=READ, description="The lineage graph around a version, one recursive query per direction."
+    )
     async def lineage(
-        self, info: Info, ref: str, direction: DirectionEnum = lineage.Direction.BOTH,  # type: ignore[valid-type]
+        self, info: Info, ref: str, direction: DirectionEnum = Direction.BOTH,  # type: ignore[valid-type]
         depth: int = 3,
     ) -> LineageGraph:
         check_depth(info, depth)
         root = await versions.get_version(ref)
         info.context.loaders.prime_versions([root])
-        edges = (await lineage.walk([root.id], lineage.Direction(direction), depth))[root.id]
+        edges = (await walk([root.id], Direction(direction), depth))[root.id]
         return LineageGraph(root=ModelVersion(row=root), edges=[LineageEdge.from_walk(e) for e in edges])
 
-    @strawberry.field(description="A dataset by name; null when there is none.")
+    @strawberry.field(permission_classes=READ, description="A dataset by name; null when there is none.")
     async def dataset(self, name: str) -> Dataset | None:
         row = await _or_none(datasets.get_dataset(name))
         return Dataset(row=row) if row else None  # type: ignore[arg-type]
+
+    @strawberry.field(permission_classes=READ, description="The audit log, newest first. Token events: admins only.")
+    async def audit_log(
+        self, info: Info, first: int | None = None, after: str | None = None,
+        filter: AuditFilter | None = None,
+    ) -> Connection[AuditEvent]:
+        limit, offset = page_args(first, after, info.context.settings.max_page_size)
+        spec = filter.to_catalog() if filter else audit.AuditFilter()
+        spec.namespace = await _narrow(info, spec.namespace)
+        spec.include_tokens = await _is_admin(info)
+        query = audit.events_query(spec)
+        rows = await query.order_by("-id").offset(offset).limit(limit + 1)
+
+        async def count() -> int:
+            return int(await query.count())
+
+        return Connection.page([AuditEvent(row=r) for r in rows[:limit]], offset, len(rows) > limit, count)
+
+    @strawberry.field(permission_classes=[IsAdmin], description="Every token (admin). Secrets are never stored.")
+    async def tokens(self) -> list[Token]:
+        return [Token(row=r) for r in await tokens.list_tokens()]
+
+
+async def _narrow(info: Info, asked: str | None) -> str | None:
+    """The namespace a list must stay in for this caller (theirs when reads are private)."""
+    forced = policy.read_namespace(await info.context.caller(), info.context.settings.public_read)
+    if forced is None:
+        return asked
+    if asked is not None and asked != forced:
+        raise ForbiddenError(f"this token reads only namespace {forced!r}, not {asked!r}")
+    return forced
+
+
+async def _is_admin(info: Info) -> bool:
+    principal = (await info.context.caller()).principal
+    return principal is not None and principal.scope is Scope.ADMIN and principal.namespace is None
+
+
+async def _name_of(row: object) -> str:
+    """The model or dataset name an object belongs to, for namespace checks."""
+    if isinstance(row, ModelRow | DatasetRow):
+        return row.full_name
+    if isinstance(row, VersionRow):
+        return (await ModelRow.get(id=row.model_id)).full_name
+    assert isinstance(row, DatasetVersionRow)
+    return (await DatasetRow.get(id=row.dataset_id)).full_name

@@ -18,6 +18,7 @@ from modelyard.graphql.metrics import GraphQLMetrics
 from modelyard.graphql.mutations import Mutation
 from modelyard.graphql.queries import Query
 from modelyard.graphql.scalars import SCALARS
+from modelyard.graphql.subscriptions import Subscription, WakeSubscribers
 from modelyard.graphql.types.dataset import Dataset, DatasetVersion
 from modelyard.graphql.types.model import Model
 from modelyard.graphql.types.version import ModelVersion
@@ -41,12 +42,14 @@ def build_schema(settings: Settings | None = None, metrics: Metrics | None = Non
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryLimits(settings),
         ErrorCodes,
+        WakeSubscribers,
     ]
     if metrics is not None:
         extensions.append(lambda: GraphQLMetrics(metrics))
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[Model, ModelVersion, Dataset, DatasetVersion],
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),

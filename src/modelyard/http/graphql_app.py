@@ -1,4 +1,4 @@
-"""The `/graphql` endpoint: Strawberry's ASGI app with our context and an offline GraphiQL."""
+"""The `/graphql` endpoint: Strawberry's ASGI app with our context, auth and an offline GraphiQL."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from modelyard.catalog.events import EventBus
 from modelyard.config import Settings
 from modelyard.graphql.context import Context
 from modelyard.graphql.errors import with_codes
@@ -20,14 +22,33 @@ from modelyard.metrics import Metrics
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    """GraphQL over HTTP, with GraphiQL served from local assets."""
+    """GraphQL over HTTP and WebSockets (graphql-transport-ws), GraphiQL from local assets."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        super().__init__(build_schema(settings, metrics), graphql_ide="graphiql")
+    def __init__(self, settings: Settings, metrics: Metrics, events: EventBus) -> None:
+        super().__init__(
+            build_schema(settings, metrics),
+            graphql_ide="graphiql",
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        )
         self.settings = settings
+        self.events = events
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
-        return Context(settings=self.settings, request=request)
+        return Context(
+            settings=self.settings, events=self.events, request=request,
+            authorization=request.headers.get("authorization"),
+            host=request.client.host if request.client else "unknown",
+        )
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """Take credentials from the connection_init payload: `{"Authorization": "Bearer …"}`."""
+        params = context.connection_params or {}
+        value = params.get("Authorization") or params.get("authorization")
+        if value is None and params.get("token"):
+            value = f"Bearer {params['token']}"
+        if value is not None:
+            context.authorization = str(value)
+        return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         # An extension that crashes skips ErrorCodes' rewrite; this is the last stop before the wire.

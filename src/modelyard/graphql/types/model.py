@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from modelyard.catalog import aliases
 from modelyard.catalog.models import Task
 from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.graphql.context import Info
@@ -15,6 +17,11 @@ from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.enums import TaskEnum
 from modelyard.graphql.types.node import Node
 from modelyard.graphql.types.version import ModelVersion
+
+if TYPE_CHECKING:
+    from modelyard.graphql.types.audit import AliasMove
+
+AliasMoveT = Annotated["AliasMove", strawberry.lazy("modelyard.graphql.types.audit")]
 
 
 @strawberry.type(description="A movable name pointing at one version of a model.")
@@ -98,6 +105,12 @@ class Model(Node):
     async def latest_version(self, info: Info) -> ModelVersion | None:
         row = await info.context.loaders.latest_ready.load(self.row.id)
         return ModelVersion(row=row) if row else None
+
+    @strawberry.field(description="Every move of an alias, newest first, with who moved it and when.")
+    async def alias_history(self, alias: str) -> list[AliasMoveT]:
+        from modelyard.graphql.types.audit import AliasMove
+
+        return [AliasMove(row=r) for r in await aliases.alias_history(self.row.id, alias)]
 
     @strawberry.field
     async def aliases(self, info: Info) -> list[Alias]:

@@ -1,0 +1,137 @@
+"""Bearer tokens: created once (the secret is shown once), stored only as a SHA-256 hash.
+
+Secrets carry 256 random bits, so a fast hash is enough (as for GitHub's tokens): guessing
+is hopeless and a leaked table reveals no usable secret. Lookup is by hash; the stored hash is
+then compared in constant time.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from modelyard.catalog import audit
+from modelyard.catalog.refs import parse_name
+from modelyard.db.tables import TokenRow
+from modelyard.errors import ConflictError, InvalidError, NotFoundError, UnauthenticatedError
+
+PREFIX = "myd_"
+TOKEN_RE = re.compile(r"^myd_[A-Za-z0-9_-]{43}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class Scope(enum.Enum):
+    """What a token may do; each scope includes the ones before it."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    def allows(self, needed: Scope) -> bool:
+        order = [Scope.READ, Scope.WRITE, Scope.ADMIN]
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: the token's name, scope and optional namespace."""
+
+    name: str
+    scope: Scope
+    namespace: str | None = None
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def check_token_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise InvalidError(f"invalid token name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
+    return name
+
+
+async def create_token(
+    name: str, scope: Scope, namespace: str | None = None, *, actor: str, secret: str | None = None
+) -> tuple[str, TokenRow]:
+    """Create a token; return its secret (shown once) and its row. CONFLICT when the name exists."""
+    check_token_name(name)
+    if namespace is not None:
+        namespace = parse_name(namespace, "namespace").name
+    secret = secret or PREFIX + secrets.token_urlsafe(32)
+    if not TOKEN_RE.match(secret):
+        raise InvalidError("a token secret must be 'myd_' and 43 URL-safe base64 characters")
+    try:
+        async with in_transaction():
+            row = await TokenRow.create(
+                name=name, scope=scope.value, namespace=namespace, secret_hash=_hash(secret),
+                prefix=secret[:10], created_by=actor,
+            )
+            await audit.record(
+                actor, audit.EventKind.TOKEN_CREATED, "Token", name,
+                changes={"scope": {"before": None, "after": scope.value},
+                         "namespace": {"before": None, "after": namespace}},
+            )
+    except IntegrityError as exc:
+        raise ConflictError(f"a token named {name!r} already exists") from exc
+    return secret, row
+
+
+async def list_tokens() -> list[TokenRow]:
+    """Every token, revoked ones included, by name. No secrets: only their hashes are stored."""
+    return await TokenRow.all().order_by("name")
+
+
+async def revoke_token(name: str, *, actor: str) -> TokenRow:
+    """Revoke a token; it stops working at once. NOT_FOUND or CONFLICT (already revoked)."""
+    async with in_transaction():
+        row = await TokenRow.get_or_none(name=name)
+        if row is None:
+            raise NotFoundError(f"no token named {name!r}")
+        if row.revoked_at is not None:
+            raise ConflictError(f"token {name!r} is already revoked")
+        row.revoked_at = datetime.now(UTC)
+        await row.save(update_fields=["revoked_at"])
+        await audit.record(
+            actor, audit.EventKind.TOKEN_REVOKED, "Token", name,
+            changes={"revokedAt": {"before": None, "after": row.revoked_at.isoformat()}},
+        )
+        return row
+
+
+async def authenticate(secret: str) -> Principal:
+    """The principal a presented secret stands for; UNAUTHENTICATED when malformed, unknown or revoked."""
+    if not TOKEN_RE.match(secret):
+        raise UnauthenticatedError("malformed token: expected 'Bearer myd_…'")
+    digest = _hash(secret)
+    row = await TokenRow.get_or_none(secret_hash=digest)
+    if row is None or not hmac.compare_digest(row.secret_hash, digest):
+        raise UnauthenticatedError("unknown token")
+    if row.revoked_at is not None:
+        raise UnauthenticatedError(f"token {row.name!r} was revoked")
+    return Principal(row.name, Scope(row.scope), row.namespace)
+
+
+async def seed_admin_token(secret: str) -> None:
+    """Make `secret` (MODELYARD_ADMIN_TOKEN) a working admin token named `admin-env`."""
+    if not TOKEN_RE.match(secret):
+        raise InvalidError("MODELYARD_ADMIN_TOKEN must be 'myd_' and 43 URL-safe base64 characters")
+    digest = _hash(secret)
+    async with in_transaction():
+        row = await TokenRow.get_or_none(name="admin-env")
+        if row is not None and row.secret_hash == digest and row.revoked_at is None:
+            return
+        if row is not None:
+            await row.delete()
+    try:
+        await create_token("admin-env", Scope.ADMIN, actor="MODELYARD_ADMIN_TOKEN", secret=secret)
+    except ConflictError:
+        pass  # another replica starting with the same setting got there first

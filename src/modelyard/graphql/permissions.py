@@ -1,0 +1,49 @@
+"""Permission classes on fields: each reads only the request context and the field's arguments.
+
+The rules themselves live in `modelyard.catalog.policy`; a refusal raises UNAUTHENTICATED or
+FORBIDDEN with a message saying what was missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+
+from modelyard.catalog.policy import check_admin, check_read, check_write
+from modelyard.graphql.context import Info
+
+
+def target_of(kwargs: dict[str, Any]) -> str | None:
+    """The model, dataset or version a field's arguments name, if any."""
+    value = kwargs.get("input")
+    if value is not None and hasattr(value, "target"):
+        return str(value.target())
+    for key in ("ref", "name", "model"):
+        if isinstance(kwargs.get(key), str):
+            return str(kwargs[key])
+    return None
+
+
+class CanRead(BasePermission):
+    """Reads: anonymous unless reads are private; namespaced tokens stay in their namespace."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_read(await info.context.caller(), info.context.settings.public_read, target_of(kwargs))
+        return True
+
+
+class CanWrite(BasePermission):
+    """Writes: a `write` token, inside its namespace when it has one."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_write(await info.context.caller(), target_of(kwargs))
+        return True
+
+
+class IsAdmin(BasePermission):
+    """Tokens and hard deletes: an `admin` token not bound to a namespace."""
+
+    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_admin(await info.context.caller(), info.field_name)
+        return True
