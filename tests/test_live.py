@@ -59,3 +59,23 @@ def test_cli_rejects_bad_settings() -> None:
     )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and "mysql" in done.stderr
+
+
+def test_replicas_starting_together_migrate_one_after_the_other(pg_database: str) -> None:
+    """Two `modelyard migrate` at once on an empty PostgreSQL database both succeed."""
+    import asyncio
+
+    import asyncpg
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+    asyncio.run(reset())
+    command = [sys.executable, "-m", "modelyard.cli", "migrate", "--database-url", pg_database]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert [r[2] for r in results] == [0, 0, 0], [r[1][-500:] for r in results]

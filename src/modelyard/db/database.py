@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 APP = "modelyard"
+_MIGRATION_LOCK = 0x6D6F_6479_6D69
 
 
 def tortoise_config(db_url: str) -> dict[str, Any]:
@@ -43,9 +45,23 @@ def _normalise(db_url: str) -> str:
 
 
 async def migrate(db_url: str) -> None:
-    """Apply every committed migration to the database at `db_url`."""
-    await tortoise_migrate(config=tortoise_config(db_url))
-    await Tortoise.close_connections()
+    """Apply every committed migration to the database at `db_url`.
+
+    On PostgreSQL a session-level advisory lock makes replicas that start together migrate one
+    after the other (the second finds nothing left to do) instead of racing on CREATE TABLE.
+    """
+    config = tortoise_config(db_url)
+    if not config["connections"]["default"]["engine"].endswith("asyncpg"):
+        await tortoise_migrate(config=config)
+        await Tortoise.close_connections()
+        return
+    lock = await asyncpg.connect(_normalise(db_url))
+    try:
+        await lock.execute(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+        await tortoise_migrate(config=config)
+        await Tortoise.close_connections()
+    finally:
+        await lock.close()  # releases the lock
 
 
 async def open_database(db_url: str) -> None:
