@@ -10,12 +10,12 @@ from modelyard.catalog.params import TypedParam
 
 
 def manifest(model: str, params: list[TypedParam], artifacts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The immutable content of a version: its model, typed params and artifacts."""
+    """The immutable content of a version: its model, typed params and artifacts (by path)."""
     return {
         "schema": 1,
         "model": model,
         "params": {p.key: {"type": p.kind.value, "value": p.value} for p in params},
-        "artifacts": sorted(artifacts, key=lambda a: a["path"]),
+        "artifacts": sorted(artifacts, key=lambda a: str(a["path"])),
     }
 
 

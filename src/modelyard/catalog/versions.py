@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import audit, lineage
+from modelyard.catalog.artifacts import Artifact, ArtifactSpec, resolve_artifacts
 from modelyard.catalog.manifest import manifest, manifest_digest
 from modelyard.catalog.models import check_description, check_tags, get_model
 from modelyard.catalog.params import TypedParam, check_metric, check_params
@@ -19,6 +21,7 @@ from modelyard.catalog.text import check_text
 from modelyard.db.sql import Sql
 from modelyard.db.tables import (
     AliasRow,
+    ArtifactRow,
     MetricPointRow,
     MetricRow,
     ModelRow,
@@ -82,6 +85,11 @@ class NewVersion:
     tags: dict[str, str] = field(default_factory=dict)
     run: RunInfo | None = None
     lineage: list[lineage.ParentSpec] = field(default_factory=list)
+    artifacts: list[ArtifactSpec] = field(default_factory=list)
+
+
+# Reads what the artifacts say about the model (ONNX signature and facts), off the event loop.
+Inspector = Callable[[list[Artifact]], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass
@@ -111,13 +119,15 @@ async def _next_number(model_id: int) -> int:
     return int(rows[0]["version_seq"])
 
 
-async def create_version(spec: NewVersion, *, actor: str) -> VersionRow:
+async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | None = None) -> VersionRow:
     """Create the next version of a model with everything it carries, all or nothing."""
     check_description(spec.description)
     check_params(spec.params)
     check_metrics(spec.metrics)
     check_tags(spec.tags)
     run = spec.run.as_json() if spec.run else None
+    files = await resolve_artifacts(spec.artifacts)
+    facts = await inspect(files) if inspect is not None and files else None
     async with in_transaction():
         model = await get_model(spec.model)
         parents = await lineage.resolve_parents(spec.lineage)
@@ -127,9 +137,16 @@ async def create_version(spec: NewVersion, *, actor: str) -> VersionRow:
             number=number,
             description=spec.description,
             status=Status.READY.value,
-            manifest_digest=manifest_digest(manifest(model.full_name, spec.params, [])),
+            manifest_digest=manifest_digest(
+                manifest(model.full_name, spec.params, [f.manifest_entry() for f in files])
+            ),
             run=run,
+            onnx=facts,
             created_by=actor,
+        )
+        await ArtifactRow.bulk_create(
+            [ArtifactRow(version_id=version.id, path=f.path, digest=f.digest, size=f.size,
+                         media_type=f.media_type) for f in files]
         )
         await ParamRow.bulk_create(
             [
@@ -155,6 +172,7 @@ async def create_version(spec: NewVersion, *, actor: str) -> VersionRow:
             changes={
                 "status": {"before": None, "after": version.status},
                 "params": {"before": None, "after": {p.key: p.value for p in spec.params}},
+                "artifacts": {"before": None, "after": [f.path for f in files]},
                 "lineage": {"before": None, "after": [f"{p.relation.value} {p.label}" for p in parents]},
             },
         )

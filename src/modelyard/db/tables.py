@@ -40,6 +40,7 @@ class VersionRow(Model):
     status = fields.CharField(max_length=16, default="READY", db_index=True)
     manifest_digest = fields.CharField(max_length=71, db_index=True)
     run: fields.Field[dict[str, str] | None] = fields.JSONField(null=True)
+    onnx: fields.Field[dict[str, object] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
     created_by = fields.CharField(max_length=128, null=True)
@@ -260,3 +261,33 @@ class AliasMoveRow(Model):
     class Meta:
         table = "alias_move"
         indexes = (Index(fields=("model_id", "alias", "at")),)
+
+
+class BlobRow(Model):
+    """A blob the store holds whole and verified: content-addressed, immutable, shared."""
+
+    digest = fields.CharField(max_length=71, primary_key=True)
+    size = fields.BigIntField()
+    media_type = fields.CharField(max_length=128, default="application/octet-stream")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "blob"
+
+
+class ArtifactRow(Model):
+    """A file of a version: its path inside the version and the blob holding its bytes."""
+
+    id = fields.IntField(primary_key=True)
+    version: fields.ForeignKeyRelation[VersionRow] = fields.ForeignKeyField(
+        "modelyard.VersionRow", related_name="artifacts", on_delete=fields.CASCADE
+    )
+    version_id: int
+    path = fields.CharField(max_length=512)
+    digest = fields.CharField(max_length=71, db_index=True)
+    size = fields.BigIntField()
+    media_type = fields.CharField(max_length=128)
+
+    class Meta:
+        table = "artifact"
+        unique_together = (("version", "path"),)

@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 
 from modelyard.catalog import audit, datasets, lineage, models, search, versions
+from modelyard.catalog.artifacts import ArtifactSpec
 from modelyard.catalog.params import ParamKind, TypedParam, typed_param
 from modelyard.catalog.refs import parse_name
 from modelyard.catalog.versions import Status
@@ -113,6 +114,12 @@ class UpdateModelInput:
         return self.name
 
 
+@strawberry.input(description="A file of the new version: its path and the digest of its uploaded blob.")
+class ArtifactInput:
+    path: str
+    digest: str
+
+
 @strawberry.input(description="A new version with everything it carries, created in one transaction.")
 class CreateVersionInput:
     model: str
@@ -122,6 +129,9 @@ class CreateVersionInput:
     tags: list[TagInput] = strawberry.field(default_factory=list)
     run: RunInput | None = None
     lineage: list[LineageInput] = strawberry.field(default_factory=list)
+    artifacts: list[ArtifactInput] = strawberry.field(
+        default_factory=list, description="Every blob must already be uploaded (NOT_FOUND otherwise)."
+    )
 
     def spec(self) -> versions.NewVersion:
         return versions.NewVersion(
@@ -132,6 +142,7 @@ class CreateVersionInput:
             tags=tag_dict(self.tags) or {},
             run=self.run.info() if self.run else None,
             lineage=[x.spec() for x in self.lineage],
+            artifacts=[ArtifactSpec(a.path, a.digest) for a in self.artifacts],
         )
 
     def target(self) -> str:

@@ -15,6 +15,7 @@ from modelyard.catalog import lineage
 from modelyard.db.sql import Sql
 from modelyard.db.tables import (
     AliasRow,
+    ArtifactRow,
     DatasetRow,
     DatasetVersionRow,
     LineageEdgeRow,
@@ -164,6 +165,9 @@ class Loaders:
     )
     metric_history: DataLoader[tuple[int, str], list[MetricPointRow]] = field(
         default_factory=lambda: _loader(_metric_history)
+    )
+    artifacts: DataLoader[int, list[ArtifactRow]] = field(
+        default_factory=lambda: _loader(_grouped(ArtifactRow, "version_id", "path"))
     )
     tags: DataLoader[int, list[VersionTagRow]] = field(
         default_factory=lambda: _loader(_grouped(VersionTagRow, "version_id", "key"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -12,6 +12,8 @@ from modelyard.catalog.versions import Status
 from modelyard.db.tables import VersionRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
+from modelyard.graphql.scalars import JSON, Long
+from modelyard.graphql.types.artifact import Artifact, ModelInfo, Signature, TensorSpec
 from modelyard.graphql.types.common import Metric, MetricPoint, Param, RunInfo, Tag, tags_of
 from modelyard.graphql.types.enums import StatusEnum
 from modelyard.graphql.types.node import Node
@@ -100,6 +102,35 @@ class ModelVersion(Node):
         from modelyard.graphql.types.model import Alias
 
         return [Alias(row=r) for r in await info.context.loaders.version_aliases.load(self.row.id)]
+
+    @strawberry.field(description="The files of this version, by path.")
+    async def artifacts(self, info: Info) -> list[Artifact]:
+        return [Artifact(row=r) for r in await info.context.loaders.artifacts.load(self.row.id)]
+
+    @strawberry.field(description="Bytes of all artifacts.")
+    async def total_size(self, info: Info) -> Long:  # type: ignore[valid-type]
+        return sum(r.size for r in await info.context.loaders.artifacts.load(self.row.id))
+
+    @strawberry.field(description="Inputs and outputs of the ONNX model, when the version holds one.")
+    def signature(self) -> Signature | None:
+        facts: dict[str, Any] | None = self.row.onnx
+        if not facts:
+            return None
+        return Signature(
+            inputs=[TensorSpec.from_json(t) for t in facts["inputs"]],
+            outputs=[TensorSpec.from_json(t) for t in facts["outputs"]],
+        )
+
+    @strawberry.field(description="Opset, IR version, producer and parameter count of the ONNX model.")
+    def model_info(self) -> ModelInfo | None:
+        facts: dict[str, Any] | None = self.row.onnx
+        if not facts:
+            return None
+        return ModelInfo(
+            file=facts["file"], ir_version=facts["irVersion"], opset=JSON(facts["opset"]),
+            producer_name=facts["producerName"], producer_version=facts["producerVersion"],
+            parameter_count=facts["parameterCount"], external_data_files=facts.get("externalDataFiles") or [],
+        )
 
     @strawberry.field
     def run(self) -> RunInfo | None:
