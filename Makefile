@@ -41,6 +41,7 @@ lint: install-dev
 
 schema: install
 	$(BIN)/modelyard export-schema > schema.graphql
+	$(BIN)/python scripts/readme_settings.py
 
 migrations: install
 	cd src && ../$(BIN)/tortoise -c modelyard.db.cli_config.TORTOISE_ORM makemigrations

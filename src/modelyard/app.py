@@ -14,15 +14,19 @@ from modelyard.catalog.events import EventBus
 from modelyard.config import Settings
 from modelyard.db.database import close_database, open_database
 from modelyard.http.graphiql import assets_app
+from modelyard.http.blobs import BlobRoutes
 from modelyard.http.graphql_app import GraphQLApp
 from modelyard.http.health import healthz
 from modelyard.http.metrics import MetricsMiddleware, metrics_endpoint
+from modelyard.http.uploads import UploadRoutes
 from modelyard.metrics import Metrics
+from modelyard.storage import BlobStore, open_store
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
-    """The whole server for `settings`; the lifespan migrates and opens the database."""
+def create_app(settings: Settings | None = None, *, store: BlobStore | None = None) -> Starlette:
+    """The whole server for `settings`; the lifespan migrates and opens the database and store."""
     settings = settings or Settings.load()
+    store = store or open_store(settings.resolved_storage_url, **settings.s3_options())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -34,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 await tokens.seed_admin_token(settings.admin_token)
             await events.start()
             try:
-                yield
+                async with store:
+                    yield
             finally:
                 await events.stop()
         finally:
@@ -46,12 +51,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.event_poll_seconds, settings.max_subscriptions,
         listen_dsn=url if url.startswith(("postgres://", "postgresql://")) else None,
     )
-    graphql = GraphQLApp(settings, metrics, events)
+    graphql = GraphQLApp(settings, metrics, events, store)
+    blobs = BlobRoutes(store, settings)
+    uploads = UploadRoutes(store, settings)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount("/static/graphiql", app=assets_app()),
+            Route("/api/blobs/{digest}", blobs.head_or_get, methods=["GET", "HEAD"]),
+            Route("/api/blobs/{digest}", blobs.put, methods=["PUT"]),
+            Route("/api/uploads", uploads.start, methods=["POST"]),
+            Route("/api/uploads/{upload_id}", uploads.status, methods=["HEAD"]),
+            Route("/api/uploads/{upload_id}", uploads.append, methods=["PATCH"]),
+            Route("/api/uploads/{upload_id}", uploads.finish, methods=["PUT"]),
+            Route("/api/uploads/{upload_id}", uploads.abort, methods=["DELETE"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint(metrics)),
         ],

@@ -46,6 +46,27 @@ class Settings:
         metadata={"doc": "Largest estimated number of objects one GraphQL request may return."},
     )
     max_lineage_depth: int = field(default=100, metadata={"doc": "Deepest `depth` a lineage walk accepts."})
+    storage_url: str = field(
+        default="",
+        metadata={"doc": "Blob store: a folder path, `file:///path` or `s3://bucket/prefix`; empty "
+                  "means `<data_dir>/blobs`."},
+    )
+    s3_endpoint_url: str = field(default="", metadata={"doc": "S3-compatible endpoint (empty: AWS)."})
+    s3_region: str = field(default="", metadata={"doc": "S3 region (empty: the client default)."})
+    s3_access_key: str = field(default="", metadata={"doc": "S3 access key id."})
+    s3_secret_key: str = field(default="", repr=False, metadata={"doc": "S3 secret key. Never logged."})
+    max_blob_size: int = field(
+        default=256 * 1024**3, metadata={"doc": "Largest blob, in bytes, an upload may store."}
+    )
+    redirect_downloads: bool = field(
+        default=True,
+        metadata={"doc": "On S3, answer blob downloads with a redirect to a presigned URL."},
+    )
+    presign_seconds: int = field(default=3600, metadata={"doc": "How long a presigned download URL lives."})
+    upload_grace_seconds: int = field(
+        default=86400,
+        metadata={"doc": "`modelyard gc` leaves uploads and unreferenced blobs younger than this."},
+    )
     public_read: bool = field(
         default=True,
         metadata={"doc": "Reads need no token (`false`: every read needs a `read` token)."},
@@ -75,6 +96,20 @@ class Settings:
             raise InvalidError(f"port must be between 1 and 65535, got {self.port}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise InvalidError(f"unknown log level {self.log_level!r}")
+
+    @property
+    def resolved_storage_url(self) -> str:
+        """The blob store URL, defaulting to a folder inside the data dir."""
+        return self.storage_url or str((self.data_dir / "blobs").resolve())
+
+    def s3_options(self) -> dict[str, str | None]:
+        """Keyword arguments for an S3 store (ignored by a local one)."""
+        return {
+            "endpoint_url": self.s3_endpoint_url or None,
+            "region": self.s3_region or None,
+            "access_key": self.s3_access_key or None,
+            "secret_key": self.s3_secret_key or None,
+        }
 
     @property
     def resolved_database_url(self) -> str:
@@ -126,5 +161,5 @@ def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
             return Path(raw)
         return str(raw)
     except ValueError as exc:
-        shown = "…" if f.name == "admin_token" else repr(raw)
+        shown = "…" if not f.repr else repr(raw)
         raise InvalidError(f"setting {f.name} must be of type {kind}, got {shown}") from exc

@@ -11,6 +11,7 @@ from modelyard.catalog.events import EventBus
 from modelyard.catalog.policy import Caller, caller_for
 from modelyard.config import Settings
 from modelyard.graphql.loaders import Loaders
+from modelyard.storage import BlobStore
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Context:
 
     settings: Settings
     events: EventBus | None = None
+    store: BlobStore | None = None
     authorization: str | None = None
     loaders: Loaders = field(default_factory=Loaders)
     request: object | None = None

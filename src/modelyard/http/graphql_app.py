@@ -19,12 +19,13 @@ from modelyard.graphql.errors import with_codes
 from modelyard.graphql.schema import build_schema
 from modelyard.http.graphiql import graphiql_html
 from modelyard.metrics import Metrics
+from modelyard.storage import BlobStore
 
 
 class GraphQLApp(GraphQL[Context, None]):
     """GraphQL over HTTP and WebSockets (graphql-transport-ws), GraphiQL from local assets."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, events: EventBus) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, events: EventBus, store: BlobStore) -> None:
         super().__init__(
             build_schema(settings, metrics),
             graphql_ide="graphiql",
@@ -32,10 +33,11 @@ class GraphQLApp(GraphQL[Context, None]):
         )
         self.settings = settings
         self.events = events
+        self.store = store
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
         return Context(
-            settings=self.settings, events=self.events, request=request,
+            settings=self.settings, events=self.events, store=self.store, request=request,
             authorization=request.headers.get("authorization"),
             host=request.client.host if request.client else "unknown",
         )
