@@ -6,7 +6,8 @@
     ├── InvalidError          INVALID      400
     ├── LimitError            LIMIT        400
     ├── UnauthenticatedError  UNAUTHENTICATED 401
-    └── ForbiddenError        FORBIDDEN    403
+    ├── ForbiddenError        FORBIDDEN    403
+    └── StorageError          UNAVAILABLE  503
 
 Anything else raised while serving a request is a bug: it is logged with its traceback and the
 client sees only `INTERNAL` and a generic message.
@@ -66,3 +67,10 @@ class ForbiddenError(ModelyardError):
 
     code = "FORBIDDEN"
     http_status = 403
+
+
+class StorageError(ModelyardError):
+    """The blob store failed (disk full, S3 unreachable): retry later; nothing was half-stored."""
+
+    code = "UNAVAILABLE"
+    http_status = 503
