@@ -8,6 +8,8 @@ import socket
 from urllib.parse import urlsplit
 
 import httpx
+import numpy
+import onnxruntime
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -15,6 +17,7 @@ from modelyard.app import create_app
 from modelyard.config import Settings
 from modelyard.storage import BlobStore, LocalBlobStore
 from tests.conftest import ADMIN_SECRET, GraphQLClient
+from tests.onnx_models import mlp_model
 
 
 def digest_of(data: bytes) -> str:
@@ -173,3 +176,33 @@ async def test_s3_downloads_redirect_to_presigned_urls(settings: Settings, blob_
             part = await outside.get(url, headers={"Range": "bytes=10-19"})
         assert whole.content == DATA
         assert part.status_code == 206 and part.content == DATA[10:20]
+
+
+async def test_onnx_signature_and_facts_are_served(store_client: httpx.AsyncClient) -> None:
+    """A version holding a real ONNX model shows its inputs, outputs and facts in GraphQL."""
+    model = mlp_model(hidden=16, features=8, classes=3)
+    data = model.SerializeToString()
+    await put(store_client, data)
+    gql = GraphQLClient(store_client, ADMIN_SECRET)
+    await gql.ok('mutation { createModel(input: {name: "clf", task: TABULAR_CLASSIFICATION}) { name } }')
+    v = (await gql.ok(
+        "mutation($d: String!) { createVersion(input: {model: \"clf\", artifacts: [{path: \"onnx/model.onnx\", digest: $d}]}) {"
+        " signature { inputs { name datatype shape } outputs { name datatype shape } }"
+        " modelInfo { file irVersion opset producerName parameterCount externalDataFiles } } }",
+        {"d": digest_of(data)},
+    ))["createVersion"]
+    session_inputs = [(i.name, i.shape) for i in onnx_inputs(data)]
+    assert [(i["name"], i["shape"]) for i in v["signature"]["inputs"]] == [
+        (name, [-1 if not isinstance(d, int) else d for d in shape]) for name, shape in session_inputs
+    ]
+    assert v["signature"]["inputs"][0]["datatype"] == "FP32"
+    params = sum(int(numpy.prod(t.dims)) for t in model.graph.initializer)
+    info = v["modelInfo"]
+    assert info["file"] == "onnx/model.onnx" and info["parameterCount"] == params
+    assert info["irVersion"] == model.ir_version and info["opset"]["ai.onnx"] == model.opset_import[0].version
+    assert info["externalDataFiles"] == []
+
+
+def onnx_inputs(data: bytes) -> list[onnxruntime.NodeArg]:
+    """What ONNX Runtime itself reports: the oracle."""
+    return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).get_inputs()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import strawberry
 from strawberry.permission import BasePermission
 
-from modelyard.catalog import aliases, datasets, lineage, models, tokens, versions
+from modelyard.catalog import aliases, datasets, lineage, models, signatures, tokens, versions
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import (
     AddLineageInput,
@@ -56,7 +58,10 @@ class Mutation:
         description="Create the next version with params, metrics, tags, run and lineage, all or nothing.",
     )
     async def create_version(self, info: Info, input: CreateVersionInput) -> ModelVersion:
-        return ModelVersion(row=await versions.create_version(input.spec(), actor=info.context.actor))
+        store = info.context.store
+        inspect = partial(signatures.inspect_onnx, store) if store is not None else None
+        row = await versions.create_version(input.spec(), actor=info.context.actor, inspect=inspect)
+        return ModelVersion(row=row)
 
     @strawberry.mutation(permission_classes=WRITE, description="Change a version's description, tags or run info.")
     async def update_version(self, info: Info, input: UpdateVersionInput) -> ModelVersion:

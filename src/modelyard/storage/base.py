@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -173,6 +174,10 @@ class BlobStore:
     async def delete(self, digest: str) -> bool:
         """Remove the blob; False when it was not stored."""
         raise NotImplementedError
+
+    async def local_path(self, digest: str) -> Path | None:
+        """The blob's file when the store is a local folder (readers may seek in it), else None."""
+        return None
 
     async def presign(self, digest: str, expires_seconds: int) -> str | None:
         """A URL that serves the blob (with Range) to anyone for a while, or None if unsupported.

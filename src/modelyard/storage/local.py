@@ -139,6 +139,10 @@ class LocalBlobStore(BlobStore):
             raise NotFoundError(f"no upload {upload_id!r}")
         return self.uploads_dir / upload_id
 
+    async def local_path(self, digest: str) -> Path | None:
+        path = self._blob_path(digest)
+        return path if await _thread(path.is_file) else None
+
     async def stat(self, digest: str) -> BlobInfo | None:
         path = self._blob_path(digest)
         try:
