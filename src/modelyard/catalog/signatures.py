@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,17 @@ async def inspect_onnx(store: BlobStore, artifacts: list[Artifact]) -> dict[str,
     model = main_onnx(artifacts)
     if model is None:
         return None
+    read = partial(read_onnx_facts, label=model.path)  # errors name the artifact, not the blob
     path = await store.local_path(model.digest)
     if path is not None:
-        facts = await anyio.to_thread.run_sync(read_onnx_facts, path)
+        facts = await anyio.to_thread.run_sync(read, path)
     else:
         with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as tmp:
             copy = Path(tmp) / "model.onnx"
             async with aiofiles.open(copy, "wb") as out:
                 async for chunk in store.open(model.digest):
                     await out.write(chunk)
-            facts = await anyio.to_thread.run_sync(read_onnx_facts, copy)
+            facts = await anyio.to_thread.run_sync(read, copy)
     return as_json(model.path, facts)
 
 
