@@ -206,3 +206,16 @@ async def test_onnx_signature_and_facts_are_served(store_client: httpx.AsyncClie
 def onnx_inputs(data: bytes) -> list[onnxruntime.NodeArg]:
     """What ONNX Runtime itself reports: the oracle."""
     return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).get_inputs()
+
+
+async def test_a_broken_onnx_model_is_refused_and_nothing_is_created(store_client: httpx.AsyncClient) -> None:
+    data = mlp_model().SerializeToString()[:200]  # cut short
+    await put(store_client, data)
+    gql = GraphQLClient(store_client, ADMIN_SECRET)
+    await gql.ok('mutation { createModel(input: {name: "clf"}) { name } }')
+    err = await gql.error(
+        'mutation($d: String!) { createVersion(input: {model: "clf", artifacts: [{path: "model.onnx", digest: $d}]}) { ref } }',
+        {"d": digest_of(data)},
+    )
+    assert err["extensions"]["code"] == "INVALID" and "model.onnx" in err["message"]
+    assert (await gql.ok('{ model(name: "clf") { versions { totalCount } } }'))["model"]["versions"]["totalCount"] == 0
