@@ -13,8 +13,8 @@ from modelyard.catalog import tokens
 from modelyard.catalog.events import EventBus
 from modelyard.config import Settings
 from modelyard.db.database import close_database, open_database
-from modelyard.http.graphiql import assets_app
 from modelyard.http.blobs import BlobRoutes
+from modelyard.http.graphiql import assets_app
 from modelyard.http.graphql_app import GraphQLApp
 from modelyard.http.health import healthz
 from modelyard.http.metrics import MetricsMiddleware, metrics_endpoint

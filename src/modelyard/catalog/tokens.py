@@ -135,3 +135,8 @@ async def seed_admin_token(secret: str) -> None:
         await create_token("admin-env", Scope.ADMIN, actor="MODELYARD_ADMIN_TOKEN", secret=secret)
     except ConflictError:
         pass  # another replica starting with the same setting got there first
+
+
+async def is_active(name: str) -> bool:
+    """Whether the token called `name` still exists and is not revoked."""
+    return await TokenRow.exists(name=name, revoked_at__isnull=True)

@@ -58,3 +58,10 @@ class ErrorCodes(SchemaExtension):
         result = self.execution_context.result
         if result is not None:
             result.errors = with_codes(result.errors)
+
+    def on_stream_result(self, result: object) -> Iterator[None]:
+        """Subscriptions: each streamed result, which `on_operation` never sees."""
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = with_codes(errors)  # type: ignore[attr-defined]
+        yield None
