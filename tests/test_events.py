@@ -532,6 +532,22 @@ async def test_revoked_token_is_refused(private_sqlite: Server) -> None:
     assert error.get("extensions", {}).get("code") == "UNAUTHENTICATED", error
 
 
+async def test_an_open_subscription_ends_when_its_token_is_revoked(private_sqlite: Server) -> None:
+    name = unique("ev-live-revoked")
+    async with http(private_sqlite) as admin:
+        secret = (await admin.ok(CREATE_TOKEN, {"n": name, "s": "READ"}))["createToken"]["secret"]
+        since = await latest_id(private_sqlite)
+        first, second = unique("ev-lr-a"), unique("ev-lr-b")
+        async with subscribed(private_sqlite, token=secret, since=since) as sub:
+            await admin.ok(CREATE_MODEL, {"n": first})
+            assert summary(await sub.take(1)) == [("MODEL_CREATED", first)]
+            await admin.ok(REVOKE_TOKEN, {"n": name})
+            await admin.ok(CREATE_MODEL, {"n": second})
+            error = await sub.error()
+    assert error.get("extensions", {}).get("code") == "UNAUTHENTICATED", error
+    assert name in error["message"]
+
+
 async def test_token_events_reach_admin_subscribers_only(private_sqlite: Server, quiet_sqlite: Server) -> None:
     for server in (private_sqlite, quiet_sqlite):
         async with http(server) as admin:
