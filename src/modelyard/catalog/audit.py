@@ -62,12 +62,17 @@ async def record(
     *,
     model: str | None = None,
     changes: dict[str, Any] | None = None,
+    scope: str | None = None,
 ) -> AuditEventRow:
-    """Append one event. Call inside the transaction of the change it records, last."""
+    """Append one event. Call inside the transaction of the change it records, last.
+
+    `scope` is the model or dataset name whose namespace the event belongs to (default `model`).
+    """
     sql = Sql()
     if sql.dialect == "postgres":
         await sql.rows(f"SELECT pg_advisory_xact_lock({sql.p(_EVENTS_LOCK)})")
-    namespace = model.split("/", 1)[0] if model and "/" in model else ""
+    owner = scope or model
+    namespace = owner.split("/", 1)[0] if owner and "/" in owner else ""
     row = await AuditEventRow.create(
         actor=actor, kind=kind.value, model=model, namespace=namespace,
         object_type=object_type, object_ref=object_ref[:300], changes=changes or {},

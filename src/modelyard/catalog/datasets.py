@@ -68,6 +68,7 @@ async def register_dataset(spec: NewDatasetVersion, *, actor: str) -> DatasetVer
         await audit.record(
             actor, audit.EventKind.DATASET_REGISTERED, "DatasetVersion", f"{full}@{spec.version}",
             changes=audit.diff({}, {"uri": spec.uri, "digest": spec.digest, "size": spec.size}),
+            scope=full,
         )
         return row
 

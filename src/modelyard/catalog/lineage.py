@@ -13,7 +13,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import audit, datasets
-from modelyard.catalog.refs import parse_ref
+from modelyard.catalog.refs import parse_dataset_ref, parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.db.sql import Sql
 from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, ModelRow, VersionRow
@@ -87,12 +87,16 @@ async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
     out: list[ResolvedParent] = []
     seen: set[tuple[str, str, int]] = set()
     for spec in specs:
+        # Labels name what the ref resolved to (`base:2`, not `base@prod`): audit entries stay true
+        # after an alias moves.
         if spec.relation.to_dataset:
             dv = await datasets.resolve_dataset_version(spec.parent)
-            parent = ResolvedParent(spec.relation, spec.parent, dataset_version=dv)
+            label = f"{parse_dataset_ref(spec.parent).dataset.full}@{dv.version}"
+            parent = ResolvedParent(spec.relation, label, dataset_version=dv)
         else:
-            version = await resolve_version(parse_ref(spec.parent))
-            parent = ResolvedParent(spec.relation, spec.parent, version=version)
+            ref = parse_ref(spec.parent)
+            version = await resolve_version(ref)
+            parent = ResolvedParent(spec.relation, f"{ref.model.full}:{version.number}", version=version)
         if parent.key in seen:
             raise InvalidError(f"lineage parent {spec.parent!r} ({spec.relation.value}) is given twice")
         seen.add(parent.key)

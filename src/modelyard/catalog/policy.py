@@ -96,4 +96,7 @@ def check_admin(caller: Caller, what: str) -> None:
     """Raise unless the caller holds an admin token not bound to a namespace."""
     principal = _authenticated(caller, Scope.ADMIN, what)
     if principal.namespace is not None:
-        raise ForbiddenError(f"{what} needs an admin token not bound to a namespace")
+        raise ForbiddenError(
+            f"token {principal.name!r} is bound to namespace {principal.namespace!r}; "
+            f"{what} needs an admin token not bound to a namespace"
+        )

@@ -27,6 +27,7 @@ from modelyard.graphql.types.lineage import LineageEdge, LineageGraph
 from modelyard.graphql.types.model import Model
 from modelyard.graphql.types.node import Node, parse_global_id
 from modelyard.graphql.types.version import ModelVersion, check_depth
+from modelyard.graphql.visibility import visible_edges
 
 READ: list[type[BasePermission]] = [CanRead]
 _NODES = {
@@ -122,7 +123,8 @@ class Query:
         root = await versions.get_version(ref)
         info.context.loaders.prime_versions([root])
         edges = (await walk([root.id], Direction(direction), depth))[root.id]
-        return LineageGraph(root=ModelVersion(row=root), edges=[LineageEdge.from_walk(e) for e in edges])
+        visible = await visible_edges(info, [LineageEdge.from_walk(e) for e in edges])
+        return LineageGraph(root=ModelVersion(row=root), edges=visible)
 
     @strawberry.field(permission_classes=READ, description="A dataset by name; null when there is none.")
     async def dataset(self, name: str) -> Dataset | None:

@@ -11,6 +11,7 @@ from modelyard.db.tables import DatasetRow, DatasetVersionRow
 from modelyard.graphql.context import Info
 from modelyard.graphql.scalars import Long
 from modelyard.graphql.types.node import Node
+from modelyard.graphql.visibility import visible_edges
 
 if TYPE_CHECKING:
     from modelyard.graphql.types.lineage import LineageEdge
@@ -64,7 +65,7 @@ class DatasetVersion(Node):
         from modelyard.graphql.types.lineage import LineageEdge
 
         rows = await info.context.loaders.dataset_children.load(self.row.id)
-        return [LineageEdge.from_row(r) for r in rows]
+        return await visible_edges(info, [LineageEdge.from_row(r) for r in rows])
 
 
 @strawberry.type(description="A named series of dataset versions.")

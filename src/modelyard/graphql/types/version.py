@@ -17,6 +17,7 @@ from modelyard.graphql.types.artifact import Artifact, ModelInfo, Signature, Ten
 from modelyard.graphql.types.common import Metric, MetricPoint, Param, RunInfo, Tag, tags_of
 from modelyard.graphql.types.enums import StatusEnum
 from modelyard.graphql.types.node import Node
+from modelyard.graphql.visibility import visible_edges
 
 if TYPE_CHECKING:
     from modelyard.graphql.types.lineage import LineageEdge
@@ -140,27 +141,31 @@ class ModelVersion(Node):
     async def parents(self, info: Info) -> list[EdgeT]:
         from modelyard.graphql.types.lineage import LineageEdge
 
-        return [LineageEdge.from_row(r) for r in await info.context.loaders.parent_edges.load(self.row.id)]
+        edges = [LineageEdge.from_row(r) for r in await info.context.loaders.parent_edges.load(self.row.id)]
+        return await visible_edges(info, edges)
 
     @strawberry.field(description="Direct children: versions made from this one.")
     async def children(self, info: Info) -> list[EdgeT]:
         from modelyard.graphql.types.lineage import LineageEdge
 
-        return [LineageEdge.from_row(r) for r in await info.context.loaders.child_edges.load(self.row.id)]
+        edges = [LineageEdge.from_row(r) for r in await info.context.loaders.child_edges.load(self.row.id)]
+        return await visible_edges(info, edges)
 
     @strawberry.field(description="Edges up to `depth` generations up, nearest first (one recursive query).")
     async def ancestors(self, info: Info, depth: int = 10) -> list[EdgeT]:
         from modelyard.graphql.types.lineage import LineageEdge
 
         key = (self.row.id, Direction.UP.value, check_depth(info, depth))
-        return [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+        edges = [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+        return await visible_edges(info, edges)
 
     @strawberry.field(description="Edges up to `depth` generations down, nearest first (one recursive query).")
     async def descendants(self, info: Info, depth: int = 10) -> list[EdgeT]:
         from modelyard.graphql.types.lineage import LineageEdge
 
         key = (self.row.id, Direction.DOWN.value, check_depth(info, depth))
-        return [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+        edges = [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
+        return await visible_edges(info, edges)
 
     @strawberry.field
     def created_at(self) -> datetime:
