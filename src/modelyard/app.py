@@ -18,6 +18,7 @@ from modelyard.http.graphiql import assets_app
 from modelyard.http.graphql_app import GraphQLApp
 from modelyard.http.health import healthz
 from modelyard.http.metrics import MetricsMiddleware, metrics_endpoint
+from modelyard.http.oip import OipRoutes
 from modelyard.http.uploads import UploadRoutes
 from modelyard.metrics import Metrics
 from modelyard.storage import BlobStore, open_store
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, store: BlobStore | None = No
             Route("/api/uploads/{upload_id}", uploads.append, methods=["PATCH"]),
             Route("/api/uploads/{upload_id}", uploads.finish, methods=["PUT"]),
             Route("/api/uploads/{upload_id}", uploads.abort, methods=["DELETE"]),
+            *OipRoutes(settings).routes(),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint(metrics)),
         ],

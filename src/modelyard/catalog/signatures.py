@@ -12,6 +12,7 @@ import aiofiles
 import anyio.to_thread
 
 from modelyard.catalog.artifacts import Artifact
+from modelyard.errors import NotFoundError
 from modelyard.onnxfacts import OnnxFacts, read_onnx_facts
 from modelyard.storage import BlobStore
 
@@ -37,7 +38,10 @@ async def inspect_onnx(store: BlobStore, artifacts: list[Artifact]) -> dict[str,
     read = partial(read_onnx_facts, label=model.path)  # errors name the artifact, not the blob
     path = await store.local_path(model.digest)
     if path is not None:
-        facts = await anyio.to_thread.run_sync(read, path)
+        try:
+            facts = await anyio.to_thread.run_sync(read, path)
+        except FileNotFoundError:  # removed by garbage collection since resolve_artifacts looked
+            raise NotFoundError(f"upload blob {model.digest} again: it was removed meanwhile") from None
     else:
         with tempfile.TemporaryDirectory(prefix="modelyard-onnx-") as tmp:
             copy = Path(tmp) / "model.onnx"

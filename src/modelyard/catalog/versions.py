@@ -29,7 +29,7 @@ from modelyard.db.tables import (
     VersionRow,
     VersionTagRow,
 )
-from modelyard.errors import ConflictError, InvalidError, LimitError
+from modelyard.errors import ConflictError, InvalidError, LimitError, NotFoundError
 
 MAX_METRICS = 10_000
 
@@ -119,6 +119,25 @@ async def _next_number(model_id: int) -> int:
     return int(rows[0]["version_seq"])
 
 
+async def _hold_blobs(files: list[Artifact]) -> None:
+    """Re-check, under lock, that every blob is still recorded: GC may have removed one since
+    `resolve_artifacts` looked. Runs after the transaction's first write (SQLite then holds its
+    write lock); PostgreSQL locks the rows FOR SHARE, so a GC deleting one waits for this commit.
+    """
+    digests = sorted({f.digest for f in files})
+    if not digests:
+        return
+    sql = Sql()
+    lock = " FOR SHARE" if sql.dialect == "postgres" else ""
+    rows = await sql.rows(f"SELECT digest FROM blob WHERE digest IN ({sql.many(digests)}){lock}")
+    gone = set(digests) - {r["digest"] for r in rows}
+    if gone:
+        raise NotFoundError(
+            "upload these blobs again, garbage collection removed them meanwhile: "
+            + ", ".join(sorted(gone)[:5])
+        )
+
+
 async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | None = None) -> VersionRow:
     """Create the next version of a model with everything it carries, all or nothing."""
     check_description(spec.description)
@@ -132,6 +151,7 @@ async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | N
         model = await get_model(spec.model)
         parents = await lineage.resolve_parents(spec.lineage)
         number = await _next_number(model.id)
+        await _hold_blobs(files)
         version = await VersionRow.create(
             model_id=model.id,
             number=number,
