@@ -9,18 +9,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from modelyard.app import create_app
 from modelyard.catalog.blobs import record_blob
 from modelyard.catalog.gc import collect
+from modelyard.config import Settings
 from modelyard.db.tables import BlobRow
 from modelyard.storage import BlobStore, LocalBlobStore
 from modelyard.storage.s3 import S3BlobStore
-from tests.conftest import GraphQLClient
+from tests.conftest import ADMIN_SECRET, GraphQLClient
 from tests.onnx_models import mlp_model
 
 HOUR = 3600
@@ -237,3 +242,29 @@ async def test_gc_racing_create_version_never_leaves_a_version_without_bytes(
             assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         else:
             assert await present(store_client, digest), f"round {i}: a READY version lost its bytes"
+
+
+async def test_gc_command_frees_unreferenced_blobs(settings: Settings) -> None:
+    """`modelyard gc` on a real data dir: dry run first, then the bytes really go."""
+    data = os.urandom(4096)
+    app = create_app(settings)
+    async with LifespanManager(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t",
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+    ) as client:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        assert (await client.put(f"/api/blobs/{digest}", content=data)).status_code == 201
+    command = [sys.executable, "-m", "modelyard.cli", "gc", "--data-dir", str(settings.data_dir),
+               "--database-url", settings.database_url]
+    env = {**os.environ, "MODELYARD_UPLOAD_GRACE_SECONDS": "0"}
+
+    def run(*extra: str) -> str:
+        done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run("--dry-run").startswith(f"would free {len(data)} bytes")
+    blob_file = settings.data_dir / "blobs" / "blobs" / "sha256" / digest.removeprefix("sha256:")
+    assert blob_file.exists()
+    assert run().startswith(f"freed {len(data)} bytes")
+    assert not blob_file.exists()

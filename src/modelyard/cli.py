@@ -7,12 +7,15 @@ import asyncio
 import gc
 import getpass
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from modelyard.catalog.tokens import Scope
 from modelyard.config import Settings
 from modelyard.errors import ModelyardError
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,10 +39,42 @@ def _parser() -> argparse.ArgumentParser:
     listing = token_sub.add_parser("list", help="List tokens (names, scopes, namespaces; never secrets).")
     revoke = token_sub.add_parser("revoke", help="Revoke a token by name.")
     revoke.add_argument("name")
-    for leaf in (create, listing, revoke):
+    collect = sub.add_parser("gc", help="Remove blobs no version references and stale uploads.")
+    collect.add_argument("--dry-run", action="store_true", help="report what would go; change nothing")
+    for leaf in (create, listing, revoke, collect):
         leaf.add_argument("--data-dir")
         leaf.add_argument("--database-url")
+    _client_parsers(sub)
     return parser
+
+
+def _client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`push` and `download`: commands of the client, talking to a server over HTTP."""
+    push = sub.add_parser("push", help="Upload a folder as the next version of a model.",
+                          description="Hash the folder's files, upload the blobs the server lacks "
+                          "(resuming an interrupted upload), then create the version.")
+    push.add_argument("dir", help="folder to push (hidden files and *.partial are skipped)")
+    push.add_argument("--model", required=True, help="model name (it must exist)")
+    push.add_argument("--params", metavar="FILE", help="params: a JSON or YAML mapping of key to value")
+    push.add_argument("--metrics", metavar="FILE", help="metrics: a JSON or YAML mapping of key to number")
+    push.add_argument("--parent", action="append", default=[], metavar="REF", help="parent version (repeatable)")
+    push.add_argument("--relation", action="append", default=[], metavar="R",
+                      help="relation to the --parent at the same position, e.g. fine_tuned_from")
+    push.add_argument("--dataset", action="append", default=[], metavar="NAME@V", help="trained on (repeatable)")
+    push.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag (repeatable)")
+    push.add_argument("--alias", help="point this alias at the new version")
+    push.add_argument("--description-file", metavar="FILE", help="description (Markdown), e.g. README.md")
+    download = sub.add_parser("download", help="Fetch every file of a version into a folder.",
+                              description="Resumes from <file>.partial and checks each file's sha256.")
+    download.add_argument("ref", help="name, name:3, name@alias or name@sha256:…")
+    download.add_argument("dest", help="destination folder")
+    for leaf in (push, download):
+        leaf.add_argument("--server", default=os.environ.get("MODELYARD_SERVER") or DEFAULT_SERVER,
+                          help="registry URL (default: $MODELYARD_SERVER or %(default)s)")
+        leaf.add_argument("--token", default=os.environ.get("MODELYARD_TOKEN"),
+                          help="bearer token (default: $MODELYARD_TOKEN)")
+        leaf.add_argument("--parallel", type=int, default=4, help="transfers at once (default 4)")
+        leaf.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("push", "download"):
+        return _client_command(args)
     flags = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command == "export-schema":
         from modelyard.graphql.schema import build_schema
@@ -60,11 +97,13 @@ def _run(args: argparse.Namespace) -> int:
         print(build_schema().as_str())
         return 0
     flags.pop("token_command", None)
-    for key in ("name", "scope", "namespace"):
+    for key in ("name", "scope", "namespace", "dry_run"):
         flags.pop(key, None)
     settings = Settings.load(**flags)
     if args.command == "token":
         return asyncio.run(_token(args, settings))
+    if args.command == "gc":
+        return asyncio.run(_gc(settings, args.dry_run))
     if args.command == "migrate":
         from modelyard.db.database import migrate
 
@@ -88,8 +127,63 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _client_command(args: argparse.Namespace) -> int:
+    """`modelyard push` and `modelyard download`, through `modelyard.client.Registry`."""
+    from modelyard.client import Registry, UsageError
+    from modelyard.client.inputs import load_file
+    from modelyard.client.progress import duration, size
+
+    try:
+        with Registry(args.server, args.token) as registry:
+            if args.command == "download":
+                got = registry.download(args.ref, args.dest, parallel=args.parallel, progress=not args.quiet)
+                print(f"{got.ref} {got.manifest_digest}")
+                if not args.quiet:
+                    print(f"downloaded {len(got.files)} files to {args.dest}: fetched {size(got.bytes_fetched)}, "
+                          f"reused {size(got.bytes_reused)}, in {duration(got.seconds)}", file=sys.stderr)
+                return 0
+            if len(args.parent) != len(args.relation):
+                raise UsageError("give one --relation for each --parent, in the same order")
+            tags = dict(_pair(t) for t in args.tag)
+            description = None
+            if args.description_file:
+                try:
+                    description = open(args.description_file, encoding="utf-8").read()
+                except OSError as exc:
+                    raise UsageError(f"cannot read {args.description_file}: {exc.strerror or exc}") from exc
+            result = registry.push(
+                args.dir, args.model,
+                params=load_file(args.params) if args.params else None,
+                metrics=load_file(args.metrics) if args.metrics else None,
+                tags=tags, parents=list(zip(args.parent, args.relation, strict=True)), datasets=args.dataset,
+                alias=args.alias, description=description, parallel=args.parallel, progress=not args.quiet,
+            )
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except OSError as exc:  # what the client did not already turn into a UsageError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{result.ref} {result.manifest_digest}")
+    if not args.quiet:
+        rate = size(result.bytes_sent / result.seconds) if result.seconds > 0 else "-"
+        alias = f"; {args.model}@{result.alias} -> {result.ref}" if result.alias else ""
+        print(f"pushed {result.files} files ({size(result.total_bytes)}): sent {size(result.bytes_sent)} "
+              f"({result.blobs_uploaded} blobs), {result.blobs_skipped} blobs already there "
+              f"({size(result.bytes_skipped)}), resumed {size(result.bytes_resumed)}, "
+              f"in {duration(result.seconds)} ({rate}/s){alias}", file=sys.stderr)
+    return 0
+
+
+def _pair(text: str) -> tuple[str, str]:
+    from modelyard.client import UsageError
+
+    key, eq, value = text.partition("=")
+    if not key or not eq:
+        raise UsageError(f"a tag is KEY=VALUE, not {text!r}")
+    return key, value
+
+
 
 
 async def _token(args: argparse.Namespace, settings: Settings) -> int:
@@ -118,3 +212,25 @@ async def _token(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         await close_database()
     return 0
+
+async def _gc(settings: Settings, dry_run: bool) -> int:
+    """`modelyard gc [--dry-run]`: collect unreferenced blobs; print the bytes freed."""
+    from modelyard.catalog.gc import collect
+    from modelyard.db.database import close_database, open_database
+    from modelyard.storage import open_store
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.resolved_storage_url, **settings.s3_options())
+    await open_database(settings.resolved_database_url)
+    try:
+        async with store:
+            report = await collect(store, settings.upload_grace_seconds, dry_run)
+    finally:
+        await close_database()
+    print(report.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
