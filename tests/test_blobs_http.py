@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -219,3 +220,21 @@ async def test_a_broken_onnx_model_is_refused_and_nothing_is_created(store_clien
     )
     assert err["extensions"]["code"] == "INVALID" and "model.onnx" in err["message"]
     assert (await gql.ok('{ model(name: "clf") { versions { totalCount } } }'))["model"]["versions"]["totalCount"] == 0
+
+
+async def test_blobs_over_the_size_limit_are_refused(settings: Settings, blob_store: BlobStore) -> None:
+    """A single PUT and a resumable upload past MODELYARD_MAX_BLOB_SIZE: LIMIT, nothing stored."""
+    application = create_app(dataclasses.replace(settings, max_blob_size=1024 * 1024), store=blob_store)
+    async with LifespanManager(application), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://test",
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+    ) as client:
+        big = DATA[: 1024 * 1024 + 1]
+        refused = await put(client, big)
+        assert refused.status_code == 400 and refused.json()["code"] == "LIMIT"
+        location = (await client.post("/api/uploads")).headers["location"]
+        over = await client.patch(location, content=big, headers={"Upload-Offset": "0"})
+        assert over.status_code == 400 and over.json()["code"] == "LIMIT"
+        assert (await client.head(location)).headers["upload-offset"] == "0"  # the refused bytes are dropped
+        assert (await client.head(f"/api/blobs/{digest_of(big)}")).status_code == 404
+        assert (await put(client, big[:-1])).status_code == 201  # exactly the limit is fine
