@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -158,6 +159,29 @@ def sql_log() -> Iterator[SqlLog]:
     logger.setLevel(old)
 
 
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str], probe: str, log_path: Path) -> Iterator[None]:
+    """A process started with `command`, once `probe` answers 200; stopped on exit."""
+    log = log_path.open("w")
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(probe, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command[2]} did not start: {log_path.read_text()}")
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`modelyard serve` as a real process under uvicorn on a free loopback port (SQLite)."""
@@ -166,28 +190,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "MODELYARD_DATA_DIR": str(data), "MODELYARD_PORT": str(port),
            "MODELYARD_ADMIN_TOKEN": ADMIN_SECRET}
     env.pop("MODELYARD_DATABASE_URL", None)
-    log_path = data / "server.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log_path.read_text()}")
-            time.sleep(0.1)
+    with running([sys.executable, "-m", "modelyard.cli", "serve"], env, f"{url}/healthz", data / "server.log"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 # --- Blob storage (issue 4): a real S3-compatible server and each BlobStore backend ----------
@@ -204,29 +209,10 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     filterwarnings=error and turn into HTTP 500s.
     """
     port = free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/moto-api/data.json", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"moto did not start: {log_path.read_text()}")
-            time.sleep(0.1)
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with running(command, dict(os.environ), f"{url}/moto-api/data.json", tmp_path_factory.mktemp("moto") / "moto.log"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="session")
