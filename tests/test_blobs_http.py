@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import os
 import socket
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -17,7 +19,7 @@ from asgi_lifespan import LifespanManager
 from modelyard.app import create_app
 from modelyard.config import Settings
 from modelyard.storage import BlobStore, LocalBlobStore
-from tests.conftest import ADMIN_SECRET, GraphQLClient
+from tests.conftest import ADMIN_SECRET, GraphQLClient, free_port, running
 from tests.onnx_models import mlp_model
 
 
@@ -238,3 +240,30 @@ async def test_blobs_over_the_size_limit_are_refused(settings: Settings, blob_st
         assert (await client.head(location)).headers["upload-offset"] == "0"  # the refused bytes are dropped
         assert (await client.head(f"/api/blobs/{digest_of(big)}")).status_code == 404
         assert (await put(client, big[:-1])).status_code == 201  # exactly the limit is fine
+
+
+def test_a_silent_client_does_not_hold_its_upload(tmp_path: Path) -> None:
+    """A client stops mid-PATCH without closing: after the body timeout its bytes stay staged,
+    the upload is free again and another request resumes it."""
+    port = free_port()
+    env = {**os.environ, "MODELYARD_DATA_DIR": str(tmp_path), "MODELYARD_PORT": str(port),
+           "MODELYARD_ADMIN_TOKEN": ADMIN_SECRET, "MODELYARD_BODY_TIMEOUT_SECONDS": "1"}
+    env.pop("MODELYARD_DATABASE_URL", None)
+    url = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+    data = os.urandom(2 * 1024 * 1024)
+    with running([sys.executable, "-m", "modelyard.cli", "serve"], env, f"{url}/healthz", tmp_path / "log"):
+        location = httpx.post(f"{url}/api/uploads", headers=auth).headers["location"]
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            head = (f"PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_SECRET}\r\n"
+                    f"Upload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n")
+            sock.sendall(head.encode() + data[: len(data) // 2])
+            answer = sock.recv(4096).decode()  # the server gives up on the silent body
+            assert answer.startswith("HTTP/1.1 408"), answer
+            held = int(httpx.head(f"{url}{location}", headers=auth).headers["upload-offset"])
+            assert 0 < held <= len(data) // 2
+            rest = httpx.patch(f"{url}{location}", content=data[held:], headers={**auth, "Upload-Offset": str(held)})
+            assert rest.status_code == 204, rest.text
+        done = httpx.put(f"{url}{location}?digest={digest_of(data)}", headers=auth)
+        assert done.status_code == 201
+        assert httpx.get(f"{url}/api/blobs/{digest_of(data)}").content == data

@@ -62,6 +62,11 @@ class Settings:
         default=True,
         metadata={"doc": "On S3, answer blob downloads with a redirect to a presigned URL."},
     )
+    body_timeout_seconds: float = field(
+        default=60.0,
+        metadata={"doc": "An upload whose client sends nothing for this long is cut off (its "
+                  "bytes so far stay staged) instead of holding the upload forever."},
+    )
     presign_seconds: int = field(default=3600, metadata={"doc": "How long a presigned download URL lives."})
     upload_grace_seconds: int = field(
         default=86400,

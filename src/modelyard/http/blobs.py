@@ -16,7 +16,7 @@ from modelyard.catalog import policy
 from modelyard.catalog.blobs import record_blob
 from modelyard.config import Settings
 from modelyard.errors import InvalidError, ModelyardError
-from modelyard.http.responses import error_response
+from modelyard.http.responses import error_response, timed_out, with_timeout
 from modelyard.storage import BlobStore
 from modelyard.storage.base import digest_hex
 
@@ -99,10 +99,13 @@ class BlobRoutes:
         try:
             digest_hex(digest)
             policy.check_write(await self._caller(request), None)
-            info = await self.store.put(request.stream(), digest, self.settings.max_blob_size)
+            body = with_timeout(request.stream(), self.settings.body_timeout_seconds)
+            info = await self.store.put(body, digest, self.settings.max_blob_size)
             await record_blob(info.digest, info.size)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; the store kept nothing
+        except TimeoutError:
+            return timed_out(self.settings.body_timeout_seconds)
         except ModelyardError as exc:
             return error_response(exc)
         return JSONResponse({"digest": info.digest, "size": info.size}, status_code=201,

@@ -13,7 +13,7 @@ from modelyard.catalog import policy
 from modelyard.catalog.blobs import record_blob
 from modelyard.config import Settings
 from modelyard.errors import ConflictError, InvalidError, ModelyardError, NotFoundError
-from modelyard.http.responses import error_response
+from modelyard.http.responses import error_response, timed_out, with_timeout
 from modelyard.storage import BlobStore
 from modelyard.storage.base import digest_hex, is_upload_id
 
@@ -56,9 +56,12 @@ class UploadRoutes:
         try:
             upload_id = await self._authorised(request)
             offset = _offset(request.headers.get(OFFSET))
-            size = await self.store.append(upload_id, offset, request.stream(), self.settings.max_blob_size)
+            body = with_timeout(request.stream(), self.settings.body_timeout_seconds)
+            size = await self.store.append(upload_id, offset, body, self.settings.max_blob_size)
         except ClientDisconnect:
             return Response(status_code=400)  # what arrived stays staged; the client resumes
+        except TimeoutError:
+            return timed_out(self.settings.body_timeout_seconds)
         except ConflictError as exc:
             held = await self._held(request)
             return error_response(exc, 416, {OFFSET: str(held)} if held is not None else None)
