@@ -273,3 +273,13 @@ async def store_client(settings: Settings, blob_store: Any) -> AsyncIterator[htt
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             c.headers["Authorization"] = f"Bearer {ADMIN_SECRET}"
             yield c
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB filesystem (tmpfs; the suite runs as root), to fill up."""
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)

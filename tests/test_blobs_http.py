@@ -267,3 +267,19 @@ def test_a_silent_client_does_not_hold_its_upload(tmp_path: Path) -> None:
         done = httpx.put(f"{url}{location}?digest={digest_of(data)}", headers=auth)
         assert done.status_code == 201
         assert httpx.get(f"{url}/api/blobs/{digest_of(data)}").content == data
+
+
+async def test_a_full_disk_answers_503_and_leaves_nothing(settings: Settings, tiny_disk: Path) -> None:
+    """The local store on a real 1 MiB filesystem: a 2 MiB blob cannot fit."""
+    application = create_app(settings, store=LocalBlobStore(tiny_disk))
+    async with LifespanManager(application), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=application), base_url="http://test",
+        headers={"Authorization": f"Bearer {ADMIN_SECRET}"},
+    ) as client:
+        big = DATA[: 2 * 1024 * 1024]
+        full = await put(client, big)
+        assert full.status_code == 503 and full.json()["code"] == "UNAVAILABLE"
+        assert "cannot write" in full.json()["error"]
+        assert (await client.head(f"/api/blobs/{digest_of(big)}")).status_code == 404
+        assert list((tiny_disk / "tmp").iterdir()) == []  # the partial file is gone
+        assert (await put(client, DATA[:1000])).status_code == 201  # the store still works

@@ -10,6 +10,7 @@ threads (anyio.to_thread), so the event loop never waits on the disk.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -27,7 +28,7 @@ import anyio
 import anyio.to_thread
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from modelyard.errors import ConflictError, NotFoundError
+from modelyard.errors import ConflictError, NotFoundError, StorageError
 from modelyard.storage.base import (
     CHUNK_SIZE,
     BlobInfo,
@@ -110,6 +111,15 @@ def _lock(file: AsyncBufferedIOBase, path: Path, upload_id: str) -> None:
         same = False
     if not same:  # finished or aborted while we waited for the lock
         raise NotFoundError(f"no upload {upload_id}")
+
+
+@contextlib.contextmanager
+def disk_errors() -> Iterator[None]:
+    """A full, read-only or failing disk is the store's trouble, not a bug: StorageError (503)."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"the blob store cannot write: {exc.strerror or exc}") from exc
 
 
 class LocalBlobStore(BlobStore):
@@ -209,7 +219,8 @@ class LocalBlobStore(BlobStore):
                 if max_size is not None and size > max_size:
                     raise too_large(max_size)
                 await _thread(hasher.update, chunk)
-                await file.write(chunk)
+                with disk_errors():
+                    await file.write(chunk)
         finally:
             await _close(file)
         return f"sha256:{hasher.hexdigest()}"
@@ -252,7 +263,8 @@ class LocalBlobStore(BlobStore):
                         await file.truncate(offset)  # refuse the whole request
                         size = offset
                         raise too_large(max_size)
-                    await file.write(chunk)
+                    with disk_errors():
+                        await file.write(chunk)
                     size += len(chunk)
             finally:
                 # What arrived is kept (also from a client that went away) and made durable,

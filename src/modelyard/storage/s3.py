@@ -28,9 +28,9 @@ import anyio
 import anyio.to_thread
 import boto3
 import botocore.config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from modelyard.errors import ConflictError, InvalidError, LimitError, NotFoundError
+from modelyard.errors import ConflictError, InvalidError, LimitError, NotFoundError, StorageError
 from modelyard.storage.base import (
     CHUNK_SIZE,
     BlobInfo,
@@ -129,9 +129,12 @@ class S3BlobStore(BlobStore):
         return self._client_or_none
 
     async def _s3(self, operation: str, **params: Any) -> Any:
-        """Call one S3 operation in a worker thread."""
+        """Call one S3 operation in a worker thread; an unreachable S3 is a StorageError (503)."""
         method: Callable[..., Any] = getattr(self._client, operation)
-        return await anyio.to_thread.run_sync(functools.partial(method, Bucket=self.bucket, **params))
+        try:
+            return await anyio.to_thread.run_sync(functools.partial(method, Bucket=self.bucket, **params))
+        except BotoCoreError as exc:  # connection, timeout, credentials: not answers from S3
+            raise StorageError(f"S3 is unavailable ({type(exc).__name__})") from exc
 
     async def _s3_shielded(self, operation: str, **params: Any) -> Any:
         """An S3 call that must happen even while the task is being cancelled (cleanup)."""
