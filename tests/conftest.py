@@ -146,6 +146,11 @@ class SqlLog(logging.Handler):
     def reset(self) -> None:
         self.statements.clear()
 
+    @property
+    def catalog(self) -> list[str]:
+        """Statements beyond authentication (the token lookup every request with a token makes)."""
+        return [s for s in self.statements if 'FROM "token"' not in s]
+
 
 @pytest.fixture
 def sql_log() -> Iterator[SqlLog]:

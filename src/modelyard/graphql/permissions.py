@@ -28,22 +28,22 @@ def target_of(kwargs: dict[str, Any]) -> str | None:
 class CanRead(BasePermission):
     """Reads: anonymous unless reads are private; namespaced tokens stay in their namespace."""
 
-    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        check_read(await info.context.caller(), info.context.settings.public_read, target_of(kwargs))
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_read(info.context.caller, info.context.settings.public_read, target_of(kwargs))
         return True
 
 
 class CanWrite(BasePermission):
     """Writes: a `write` token, inside its namespace when it has one."""
 
-    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        check_write(await info.context.caller(), target_of(kwargs))
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_write(info.context.caller, target_of(kwargs))
         return True
 
 
 class IsAdmin(BasePermission):
     """Tokens and hard deletes: an `admin` token not bound to a namespace."""
 
-    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        check_admin(await info.context.caller(), info.field_name)
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_admin(info.context.caller, info.field_name)
         return True

@@ -56,8 +56,8 @@ class Query:
         row = await table.get_or_none(id=pk)
         if row is None:
             return None
-        if policy.read_namespace(await info.context.caller(), info.context.settings.public_read) is not None:
-            policy.check_read(await info.context.caller(), False, await _name_of(row))
+        if policy.read_namespace(info.context.caller, info.context.settings.public_read) is not None:
+            policy.check_read(info.context.caller, False, await _name_of(row))
         return view(row=row)  # type: ignore[call-arg]
 
     @strawberry.field(permission_classes=READ, description="A model by name; null when there is none.")
@@ -75,7 +75,7 @@ class Query:
     ) -> Connection[Model]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else search.ModelFilter()
-        spec.namespace = await _narrow(info, spec.namespace)
+        spec.namespace = _narrow(info, spec.namespace)
         rows, has_next = await search.search_models(spec, limit, offset)
         for row in rows:
             info.context.loaders.prime_model(row)
@@ -101,7 +101,7 @@ class Query:
     ) -> Connection[ModelVersion]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else search.VersionFilter()
-        namespace = await _narrow(info, None)
+        namespace = _narrow(info, None)
         if namespace is not None:
             spec = search.VersionFilter(namespace=namespace, status=spec.status, and_=[spec])
         page = await search.search_versions(spec, order_by.to_catalog() if order_by else None, limit, offset)
@@ -138,8 +138,8 @@ class Query:
     ) -> Connection[AuditEvent]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else audit.AuditFilter()
-        spec.namespace = await _narrow(info, spec.namespace)
-        spec.include_tokens = await _is_admin(info)
+        spec.namespace = _narrow(info, spec.namespace)
+        spec.include_tokens = _is_admin(info)
         query = audit.events_query(spec)
         rows = await query.order_by("-id").offset(offset).limit(limit + 1)
 
@@ -153,9 +153,9 @@ class Query:
         return [Token(row=r) for r in await tokens.list_tokens()]
 
 
-async def _narrow(info: Info, asked: str | None) -> str | None:
+def _narrow(info: Info, asked: str | None) -> str | None:
     """The namespace a list must stay in for this caller (theirs when reads are private)."""
-    forced = policy.read_namespace(await info.context.caller(), info.context.settings.public_read)
+    forced = policy.read_namespace(info.context.caller, info.context.settings.public_read)
     if forced is None:
         return asked
     if asked is not None and asked != forced:
@@ -163,8 +163,8 @@ async def _narrow(info: Info, asked: str | None) -> str | None:
     return forced
 
 
-async def _is_admin(info: Info) -> bool:
-    principal = (await info.context.caller()).principal
+def _is_admin(info: Info) -> bool:
+    principal = info.context.caller.principal
     return principal is not None and principal.scope is Scope.ADMIN and principal.namespace is None
 
 

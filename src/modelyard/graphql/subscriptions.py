@@ -34,7 +34,7 @@ class Subscription:
         bus = info.context.events
         if bus is None:
             raise LimitError("live events are not available on this server")
-        caller, settings = await info.context.caller(), info.context.settings
+        caller, settings = info.context.caller, info.context.settings
         principal = caller.principal
         spec = audit.AuditFilter(
             model=parse_name(model).full if model else None,

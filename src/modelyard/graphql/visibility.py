@@ -21,7 +21,7 @@ def _namespace(full_name: str) -> str:
 
 async def visible_edges(info: Info, edges: list[LineageEdge]) -> list[LineageEdge]:
     """`edges` without those reaching outside the caller's namespace (all, for most callers)."""
-    namespace = policy.read_namespace(await info.context.caller(), info.context.settings.public_read)
+    namespace = policy.read_namespace(info.context.caller, info.context.settings.public_read)
     if namespace is None or not edges:
         return edges
     loaders = info.context.loaders

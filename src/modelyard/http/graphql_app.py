@@ -13,6 +13,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from modelyard.catalog.events import EventBus
+from modelyard.catalog.policy import caller_for
 from modelyard.config import Settings
 from modelyard.graphql.context import Context
 from modelyard.graphql.errors import with_codes
@@ -38,7 +39,7 @@ class GraphQLApp(GraphQL[Context, None]):
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket | None) -> Context:
         return Context(
             settings=self.settings, events=self.events, store=self.store, request=request,
-            authorization=request.headers.get("authorization"),
+            caller=await caller_for(request.headers.get("authorization")),
             host=request.client.host if request.client else "unknown",
         )
 
@@ -49,7 +50,7 @@ class GraphQLApp(GraphQL[Context, None]):
         if value is None and params.get("token"):
             value = f"Bearer {params['token']}"
         if value is not None:
-            context.authorization = str(value)
+            context.caller = await caller_for(str(value))
         return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
