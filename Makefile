@@ -10,8 +10,8 @@ run: $(VENV)/.installed $(ASSETS)
 	$(BIN)/modelyard serve
 
 test: $(VENV)/.installed-dev $(ASSETS)
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/mypy src
+	$(BIN)/ruff check src tests scripts desktop
+	$(BIN)/mypy src desktop/src
 	scripts/ensure_chromium.sh
 	scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest
@@ -24,8 +24,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: pyproject.toml desktop/pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e . -e desktop
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
@@ -36,8 +36,8 @@ $(ASSETS): scripts/fetch_graphiql.py
 	$(PYTHON) scripts/fetch_graphiql.py
 
 lint: install-dev
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/mypy src
+	$(BIN)/ruff check src tests scripts desktop
+	$(BIN)/mypy src desktop/src
 
 schema: install
 	$(BIN)/modelyard export-schema > schema.graphql

@@ -1,0 +1,1 @@
+"""modelyard desktop agent: pull model versions into a verified, content-addressed cache."""

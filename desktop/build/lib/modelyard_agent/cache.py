@@ -1,0 +1,172 @@
+"""The local cache: `blobs/sha256/<hex>` shared by all versions, one manifest per pulled version.
+
+    <home>/blobs/sha256/<hex>            verified bytes, never rewritten
+    <home>/blobs/sha256/<hex>.partial    an unfinished download, resumed by the next pull
+    <home>/manifests/<name>/<number>.json
+    <home>/quarantine/<hex>              blobs `verify` found corrupt
+    <home>/locks/<hex>                   held while a process downloads that blob
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelyard_agent.errors import UsageError
+from modelyard_agent.refs import Ref, check_digest
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Artifact:
+    """One file of a version."""
+
+    path: str
+    digest: str
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+@dataclass
+class Manifest:
+    """What the agent knows of one pulled version."""
+
+    name: str
+    number: int
+    ref: str
+    manifest_digest: str
+    artifacts: list[Artifact]
+    task: str = "other"
+    signature: dict[str, Any] | None = None
+    pulled_as: list[str] = field(default_factory=list)
+    pulled_at: str = ""
+
+    @property
+    def size(self) -> int:
+        """Total bytes of its distinct blobs."""
+        return sum({a.digest: a.size for a in self.artifacts}.values())
+
+    def to_json(self) -> str:
+        """The manifest file's text."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Read a manifest file's text, checking every digest (they become file names)."""
+        data = json.loads(text)
+        arts = [Artifact(**a) for a in data.pop("artifacts")]
+        for a in arts:
+            check_digest(a.digest)
+        return cls(artifacts=arts, **data)
+
+
+def sha256_file(path: Path) -> str:
+    """`sha256:<hex>` of a file, read in chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return f"sha256:{h.hexdigest()}"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Cache:
+    """Files under the agent home; every write is atomic."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.blob_dir = home / "blobs" / "sha256"
+        self.manifest_dir = home / "manifests"
+        self.quarantine_dir = home / "quarantine"
+
+    def blob(self, digest: str) -> Path:
+        """Where a verified blob lives."""
+        return self.blob_dir / check_digest(digest).removeprefix("sha256:")
+
+    def partial(self, digest: str) -> Path:
+        """Where an unfinished download of the blob lives."""
+        return self.blob(digest).with_suffix(".partial")
+
+    @contextlib.contextmanager
+    def locked(self, digest: str) -> Iterator[None]:
+        """Hold the blob's download lock: two pulls in two terminals never write one `.partial`."""
+        locks = self.home / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with (locks / check_digest(digest).removeprefix("sha256:")).open("a") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released by the kernel even on SIGKILL
+            try:
+                yield
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def has(self, digest: str, size: int) -> bool:
+        """Whether the blob is cached with its full size (contents are checked by `verify`)."""
+        path = self.blob(digest)
+        return path.is_file() and path.stat().st_size == size
+
+    def manifest_path(self, name: str, number: int) -> Path:
+        """The manifest file of `name:number`."""
+        return self.manifest_dir.joinpath(*name.split("/")) / f"{number}.json"
+
+    def manifests(self) -> Iterator[Manifest]:
+        """Every pulled version, by name then number."""
+        if not self.manifest_dir.is_dir():
+            return
+        found = [Manifest.from_json(p.read_text()) for p in self.manifest_dir.rglob("*.json")]
+        yield from sorted(found, key=lambda m: (m.name, m.number))
+
+    def save(self, manifest: Manifest) -> None:
+        """Write a manifest atomically; written last, so it only ever names cached blobs."""
+        path = self.manifest_path(manifest.name, manifest.number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A name of its own: two pulls of one version may save at the same moment.
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        with tmp.open("w") as f:
+            f.write(manifest.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+
+    def find(self, ref: Ref) -> Manifest | None:
+        """The cached version a ref names, as far as the cache can tell without the server."""
+        candidates = [m for m in self.manifests() if m.name == ref.name]
+        if ref.number is not None:
+            hits = [m for m in candidates if m.number == ref.number]
+        elif ref.digest is not None:
+            hits = [m for m in candidates if m.manifest_digest == ref.digest]
+        else:
+            hits = [m for m in candidates if ref.text in m.pulled_as]
+        return max(hits, key=lambda m: m.pulled_at) if hits else None
+
+    def require(self, ref: Ref) -> Manifest:
+        """The cached version a ref names, or a clear error."""
+        found = self.find(ref)
+        if found is None:
+            raise UsageError(f"{ref.text} is not in the cache ({self.home}); pull it first")
+        return found
+
+    def remove(self, manifest: Manifest) -> None:
+        """Forget a pulled version; its blobs stay until `gc`."""
+        self.manifest_path(manifest.name, manifest.number).unlink(missing_ok=True)
+
+    def complete(self, manifest: Manifest) -> bool:
+        """Whether every blob of the version is cached."""
+        return all(self.has(a.digest, a.size) for a in manifest.artifacts)

@@ -1,0 +1,183 @@
+"""Managing the cache: ls, rm, gc, verify, outdated, export and import."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelyard_agent.cache import Cache, Manifest, fsync_dir, sha256_file
+from modelyard_agent.client import Client
+from modelyard_agent.config import Settings
+from modelyard_agent.errors import IntegrityError, UsageError
+from modelyard_agent.refs import check_digest, parse
+
+PARTIAL_STALE_SECONDS = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One line of `ls`."""
+
+    ref: str
+    pulled_as: list[str]
+    manifest_digest: str
+    size: int
+    shared: int
+    pulled_at: str
+    complete: bool
+
+
+def ls(cache: Cache) -> list[Listed]:
+    """Every pulled version, with the bytes it shares with other pulled versions."""
+    manifests = list(cache.manifests())
+    users: Counter[str] = Counter()
+    for m in manifests:
+        users.update({a.digest for a in m.artifacts})
+    rows = []
+    for m in manifests:
+        sizes = {a.digest: a.size for a in m.artifacts}
+        shared = sum(size for d, size in sizes.items() if users[d] > 1)
+        rows.append(Listed(m.ref, m.pulled_as, m.manifest_digest, m.size, shared, m.pulled_at, cache.complete(m)))
+    return rows
+
+
+def rm(cache: Cache, text: str) -> Manifest:
+    """Forget a pulled version; `gc` frees its blobs once nothing else uses them."""
+    manifest = cache.require(parse(text))
+    cache.remove(manifest)
+    return manifest
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What `gc` removed (or would remove)."""
+
+    blobs: list[str]
+    partials: list[str]
+    bytes_freed: int
+
+
+def gc(cache: Cache, *, dry_run: bool, stale_seconds: float = PARTIAL_STALE_SECONDS) -> Collected:
+    """Remove blobs no manifest references and partial downloads nothing wants or nobody touched lately."""
+    wanted = {a.digest.removeprefix("sha256:") for m in cache.manifests() for a in m.artifacts}
+    blobs: list[str] = []
+    partials: list[str] = []
+    freed = 0
+    now = time.time()
+    if cache.blob_dir.is_dir():
+        for path in sorted(cache.blob_dir.iterdir()):
+            stem = path.name.removesuffix(".partial")
+            if path.name.endswith(".partial"):
+                # A partial of a version being pulled right now has no manifest yet: only old ones go.
+                if now - path.stat().st_mtime < stale_seconds:
+                    continue
+                partials.append(path.name)
+            elif stem in wanted:
+                continue
+            else:
+                blobs.append(f"sha256:{stem}")
+            freed += path.stat().st_size
+            if not dry_run:
+                path.unlink()
+    return Collected(blobs, partials, freed)
+
+
+def verify(cache: Cache) -> list[str]:
+    """Re-hash every cached blob; corrupt ones move to quarantine so the next pull refetches them."""
+    bad: list[str] = []
+    if not cache.blob_dir.is_dir():
+        return bad
+    for path in sorted(cache.blob_dir.iterdir()):
+        if path.name.endswith(".partial"):
+            continue
+        digest = f"sha256:{path.name}"
+        if sha256_file(path) != digest:
+            cache.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(path, cache.quarantine_dir / path.name)
+            bad.append(digest)
+    return bad
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A movable ref that now names another version on the server."""
+
+    pulled_as: str
+    cached: str
+    server: str | None
+
+
+def outdated(cache: Cache, settings: Settings) -> list[Moved]:
+    """For versions pulled as `name` or `name@alias`: which refs the server now answers differently."""
+    if settings.offline:
+        raise UsageError("outdated asks the server; it cannot run with --offline")
+    moved = []
+    with Client(settings.server, settings.token) as client:
+        for m in cache.manifests():
+            for text in m.pulled_as:
+                if not parse(text).movable:
+                    continue
+                now = client.version(text)
+                if now is None or now["manifestDigest"] != m.manifest_digest:
+                    moved.append(Moved(text, m.ref, now["ref"] if now else None))
+    return moved
+
+
+def export(cache: Cache, text: str, dest: Path) -> Manifest:
+    """Write a tar holding the version's manifest and its blobs."""
+    manifest = cache.require(parse(text))
+    if not cache.complete(manifest):
+        raise UsageError(f"{text}: some blobs are missing from the cache; pull it again first")
+    tmp = dest.with_name(dest.name + ".partial")
+    with tarfile.open(tmp, "w") as tar:
+        data = manifest.to_json().encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for digest in sorted({a.digest for a in manifest.artifacts}):
+            tar.add(cache.blob(digest), arcname=f"blobs/sha256/{digest.removeprefix('sha256:')}")
+    os.replace(tmp, dest)
+    return manifest
+
+
+def import_(cache: Cache, src: Path) -> Manifest:
+    """Read a tar written by `export`, verifying every blob before it enters the cache."""
+    try:
+        tar = tarfile.open(src, "r")
+    except (OSError, tarfile.TarError) as exc:
+        raise UsageError(f"cannot read {src}: {exc}") from exc
+    with tar:
+        member = tar.extractfile("manifest.json") if "manifest.json" in tar.getnames() else None
+        if member is None:
+            raise UsageError(f"{src} has no manifest.json: not an export of modelyard-agent")
+        manifest = Manifest.from_json(member.read().decode())
+        sizes = {a.digest: a.size for a in manifest.artifacts}
+        cache.blob_dir.mkdir(parents=True, exist_ok=True)
+        for digest, size in sizes.items():
+            if cache.has(digest, size) and sha256_file(cache.blob(digest)) == digest:
+                continue
+            name = f"blobs/sha256/{check_digest(digest).removeprefix('sha256:')}"
+            try:
+                blob = tar.extractfile(name)
+            except KeyError:
+                blob = None
+            if blob is None:
+                raise UsageError(f"{src} lacks {digest}")
+            partial = cache.partial(digest)
+            with partial.open("wb") as f:
+                while chunk := blob.read(1 << 20):
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            if sha256_file(partial) != digest or partial.stat().st_size != size:
+                partial.unlink()
+                raise IntegrityError(f"{src}: the bytes for {digest} do not hash to it; nothing imported")
+            os.replace(partial, cache.blob(digest))
+        fsync_dir(cache.blob_dir)
+    cache.save(manifest)
+    return manifest

@@ -1,0 +1,208 @@
+"""Pull: resolve a ref once, fetch the missing blobs in parallel with Range resume, verify, save."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from modelyard_agent.cache import CHUNK, Artifact, Cache, Manifest, fsync_dir
+from modelyard_agent.client import Client, describe
+from modelyard_agent.config import Settings
+from modelyard_agent.errors import (
+    DiskFullError,
+    IntegrityError,
+    ServerError,
+    TransferError,
+    UsageError,
+)
+from modelyard_agent.progress import Progress
+from modelyard_agent.refs import check_digest, parse
+
+WORKERS = 4
+RETRIES = 3
+
+
+@dataclass
+class PullResult:
+    """What a pull did, in bytes."""
+
+    manifest: Manifest
+    bytes_fetched: int = 0
+    bytes_resumed: int = 0
+    blobs_fetched: int = 0
+    blobs_cached: int = 0
+    offline: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, fetched: int = 0, resumed: int = 0) -> None:
+        with self._lock:
+            self.bytes_fetched += fetched
+            self.bytes_resumed += resumed
+
+    def summary(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
+        return {"ref": self.manifest.ref, "manifest_digest": self.manifest.manifest_digest,
+                "bytes_fetched": self.bytes_fetched, "bytes_resumed": self.bytes_resumed,
+                "blobs_fetched": self.blobs_fetched, "blobs_cached": self.blobs_cached,
+                "offline": self.offline}
+
+
+def to_manifest(data: dict[str, Any], pulled_as: str) -> Manifest:
+    """A manifest from the server's answer, digests checked (they become file names)."""
+    arts = [Artifact(a["path"], check_digest(a["digest"]), int(a["size"]), a.get("mediaType") or "")
+            for a in data["artifacts"]]
+    return Manifest(name=data["model"]["name"], number=int(data["number"]), ref=data["ref"],
+                    manifest_digest=data["manifestDigest"], artifacts=arts,
+                    task=str(data["model"].get("task") or "other").lower().replace("_", "-"),
+                    signature=data.get("signature"), pulled_as=[pulled_as])
+
+
+def check_space(cache: Cache, missing: list[Artifact]) -> None:
+    """Refuse before starting when the cache's filesystem cannot hold what is left to fetch."""
+    need = sum(a.size - _partial_size(cache, a) for a in missing)
+    free = shutil.disk_usage(cache.blob_dir).free
+    if need > free:
+        raise DiskFullError(f"not enough disk space in {cache.home}: the pull needs {need} bytes, "
+                            f"{free} are free")
+
+
+def _partial_size(cache: Cache, a: Artifact) -> int:
+    p = cache.partial(a.digest)
+    return min(p.stat().st_size, a.size) if p.exists() else 0
+
+
+class Puller:
+    """Fetches blobs into the cache, resuming and verifying each."""
+
+    def __init__(self, cache: Cache, client: Client, result: PullResult, progress: Progress) -> None:
+        self.cache, self.client, self.result, self.progress = cache, client, result, progress
+        self.stop = threading.Event()
+
+    def fetch(self, a: Artifact) -> None:
+        """Put one verified blob in the cache, unless another process did meanwhile."""
+        with self.cache.locked(a.digest):
+            if not self.cache.has(a.digest, a.size):
+                self._fetch(a)
+
+    def _fetch(self, a: Artifact) -> None:
+        partial = self.cache.partial(a.digest)
+        try:
+            if not self._into(partial, a):
+                # The finished bytes did not match: most likely a corrupt .partial. Once more, from zero.
+                partial.unlink(missing_ok=True)
+                if not self._into(partial, a):
+                    partial.unlink(missing_ok=True)
+                    raise IntegrityError(f"{a.path}: the server's bytes do not hash to {a.digest}")
+            with partial.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, self.cache.blob(a.digest))
+            fsync_dir(self.cache.blob_dir)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFullError(f"disk full while writing {a.path} in {self.cache.home}; "
+                                    "free some space and pull again to resume") from exc
+            raise UsageError(f"cannot write {partial}: {exc.strerror or exc}") from exc
+
+    def _into(self, partial: os.PathLike[str], a: Artifact) -> bool:
+        """Complete `partial` to the blob's size; whether it hashes to the digest."""
+        path = os.fspath(partial)
+        have = os.path.getsize(path) if os.path.exists(path) else 0
+        if have > a.size:
+            os.unlink(path)
+            have = 0
+        hasher = hashlib.sha256()
+        if have:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    hasher.update(chunk)
+        self.result.add(resumed=have)
+        self.progress.advance(have)
+        failures = 0
+        while have < a.size:
+            if self.stop.is_set():
+                raise TransferError("pull cancelled")
+            try:
+                with self.client.blob(a.digest, have) as response:
+                    if response.status_code == 200 and have:
+                        # The server ignored the range: start over rather than append twice.
+                        self.progress.advance(-have)
+                        self.result.add(resumed=-have)
+                        hasher, have = hashlib.sha256(), 0
+                    with open(path, "r+b" if have else "wb") as f:
+                        f.truncate(have)
+                        f.seek(have)
+                        for chunk in response.iter_bytes():
+                            if self.stop.is_set():
+                                raise TransferError("pull cancelled")
+                            chunk = chunk[: a.size - have]
+                            f.write(chunk)
+                            hasher.update(chunk)
+                            have += len(chunk)
+                            self.result.add(fetched=len(chunk))
+                            self.progress.advance(len(chunk))
+                            if have >= a.size:
+                                break
+                if have < a.size:
+                    raise httpx.RemoteProtocolError("the answer ended early")
+            except httpx.HTTPError as exc:
+                failures += 1
+                if failures > RETRIES:
+                    raise TransferError(f"download of {a.path} failed ({describe(exc)}); "
+                                        f"run the pull again to resume at byte {have}") from exc
+                self.stop.wait(0.2 * 2 ** failures)
+        return f"sha256:{hasher.hexdigest()}" == a.digest
+
+
+def pull(settings: Settings, text: str, progress_stream: Any = None) -> PullResult:
+    """Pull a ref into the cache (or find it there, offline)."""
+    ref = parse(text)
+    cache = Cache(settings.home)
+    if settings.offline:
+        cached = cache.require(ref)
+        if not cache.complete(cached):
+            raise UsageError(f"{text}: some blobs are missing from the cache and --offline forbids fetching them")
+        return PullResult(cached, blobs_cached=len(cached.artifacts), offline=True)
+    with Client(settings.server, settings.token) as client:
+        data = client.version(text)
+        if data is None:
+            raise ServerError(f"unknown ref {text!r} on {settings.server}")
+        manifest = to_manifest(data, text)
+        cache.blob_dir.mkdir(parents=True, exist_ok=True)
+        unique = list({a.digest: a for a in manifest.artifacts}.values())
+        missing = [a for a in unique if not cache.has(a.digest, a.size)]
+        result = PullResult(manifest, blobs_cached=len(unique) - len(missing), blobs_fetched=len(missing))
+        check_space(cache, missing)
+        progress = Progress(sum(a.size for a in missing), manifest.ref, progress_stream)
+        puller = Puller(cache, client, result, progress)
+        try:
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                futures = [pool.submit(puller.fetch, a) for a in missing]
+                try:
+                    for fut in futures:
+                        fut.result()
+                except BaseException:
+                    puller.stop.set()  # the others stop at their next chunk; their .partial files stay
+                    raise
+        finally:
+            progress.close()
+    old = cache.find(parse(manifest.ref))
+    if old is not None and old.manifest_digest == manifest.manifest_digest:
+        manifest.pulled_as = sorted(set(old.pulled_as) | {text})
+    manifest.pulled_at = datetime.now(UTC).isoformat(timespec="seconds")
+    cache.save(manifest)
+    if ref.movable:
+        # A movable ref names one cached version at a time: the one pulled last.
+        for other in cache.manifests():
+            if other.number != manifest.number and other.name == manifest.name and text in other.pulled_as:
+                other.pulled_as.remove(text)
+                cache.save(other)
+    return result

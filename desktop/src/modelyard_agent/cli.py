@@ -1,0 +1,109 @@
+"""`modelyard-agent`: thin command line over pull and the cache; errors exit 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from modelyard_agent import config, manage
+from modelyard_agent.cache import Cache
+from modelyard_agent.errors import AgentError, UsageError
+from modelyard_agent.progress import human
+from modelyard_agent.pull import pull
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", help="registry URL (default: config file, $MODELYARD_SERVER)")
+    common.add_argument("--token", help="bearer token (prefer $MODELYARD_TOKEN or `login`)")
+    common.add_argument("--offline", action="store_true", help="never touch the network")
+    p = argparse.ArgumentParser(prog="modelyard-agent",
+                                description="Pull modelyard model versions into a verified local cache.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("pull", parents=[common], help="fetch a version into the cache")
+    s.add_argument("ref")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub.add_parser("login", parents=[common], help="save server and token in the config file")
+    s = sub.add_parser("ls", parents=[common], help="pulled versions")
+    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("rm", parents=[common], help="forget a pulled version")
+    s.add_argument("ref")
+    s = sub.add_parser("gc", parents=[common], help="remove blobs no version uses, stale partials")
+    s.add_argument("--dry-run", action="store_true")
+    sub.add_parser("verify", parents=[common], help="re-hash every cached blob")
+    sub.add_parser("outdated", parents=[common], help="pulled aliases that moved on the server")
+    s = sub.add_parser("export", parents=[common], help="write a version to a tar file")
+    s.add_argument("ref")
+    s.add_argument("file", type=Path)
+    s = sub.add_parser("import", parents=[common], help="read a tar written by export")
+    s.add_argument("file", type=Path)
+    return p
+
+
+def run(args: argparse.Namespace, settings: config.Settings) -> int:
+    """Run one parsed command."""
+    cache = Cache(settings.home)
+    if args.command == "pull":
+        result = pull(settings, args.ref)
+        if args.json:
+            print(json.dumps(result.summary()))
+        else:
+            how = "from the cache (offline)" if result.offline else (
+                f"fetched {human(result.bytes_fetched)}, resumed {human(result.bytes_resumed)}, "
+                f"{result.blobs_cached} blob(s) already cached")
+            print(f"{result.manifest.ref} {result.manifest.manifest_digest}: {how}")
+    elif args.command == "login":
+        if not args.server and not args.token:
+            raise UsageError("login needs --server and/or --token")
+        saved = config.read_config(settings.config_file)
+        saved.update({k: v for k, v in (("server", args.server), ("token", args.token)) if v})
+        config.write_config(settings.config_file, saved)
+        print(f"saved to {settings.config_file}")
+    elif args.command == "ls":
+        rows = manage.ls(cache)
+        if args.json:
+            print(json.dumps([r.__dict__ for r in rows]))
+        for r in rows if not args.json else []:
+            print(f"{r.ref:<30} {r.manifest_digest[:19]} {human(r.size):>10} shared {human(r.shared):>10} "
+                  f"{r.pulled_at} {','.join(r.pulled_as)}{'' if r.complete else ' INCOMPLETE'}")
+    elif args.command == "rm":
+        print(f"removed {manage.rm(cache, args.ref).ref}; `gc` frees its unshared blobs")
+    elif args.command == "gc":
+        done = manage.gc(cache, dry_run=args.dry_run)
+        verb = "would free" if args.dry_run else "freed"
+        for name in done.blobs + done.partials:
+            print(name)
+        print(f"{verb} {done.bytes_freed} bytes ({len(done.blobs)} blob(s), {len(done.partials)} partial(s))")
+    elif args.command == "verify":
+        bad = manage.verify(cache)
+        for digest in bad:
+            print(f"CORRUPT {digest}: quarantined; the next pull fetches it again")
+        print(f"{len(bad)} corrupt blob(s)")
+        return 1 if bad else 0
+    elif args.command == "outdated":
+        for m in manage.outdated(cache, settings):
+            print(f"{m.pulled_as}: cached {m.cached}, server {m.server or 'gone'}")
+    elif args.command == "export":
+        print(f"exported {manage.export(cache, args.ref, args.file).ref} to {args.file}")
+    elif args.command == "import":
+        print(f"imported {manage.import_(cache, args.file).ref}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `modelyard-agent`."""
+    args = parser().parse_args(argv)
+    settings = config.load(os.environ, server=args.server, token=args.token, offline=args.offline)
+    try:
+        return run(args, settings)
+    except AgentError as exc:
+        print(f"modelyard-agent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("modelyard-agent: interrupted; run the pull again to resume", file=sys.stderr)
+        return 130
