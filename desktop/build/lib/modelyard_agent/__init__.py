@@ -1,1 +1,0 @@
-"""modelyard desktop agent: pull model versions into a verified, content-addressed cache."""
