@@ -9,11 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard_agent import config, manage
+from modelyard_agent import config, manage, registry, serve
 from modelyard_agent.cache import Cache
 from modelyard_agent.errors import AgentError, UsageError
 from modelyard_agent.progress import human
 from modelyard_agent.pull import pull
+from modelyard_agent.run import run as run_model
 
 
 def parser() -> argparse.ArgumentParser:
@@ -42,6 +43,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=Path)
     s = sub.add_parser("import", parents=[common], help="read a tar written by export")
     s.add_argument("file", type=Path)
+    s = sub.add_parser("serve", parents=[common], help="serve pulled ONNX versions over OIP V2 REST")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    s.add_argument("--port", type=int, default=serve.DEFAULT_PORT)
+    s.add_argument("--idle-ttl", type=float, default=serve.DEFAULT_IDLE_TTL,
+                   help="seconds before an unused model is unloaded")
+    s = sub.add_parser("run", parents=[common], help="run a pulled ONNX version once, offline")
+    s.add_argument("ref")
+    s.add_argument("--input", type=Path, required=True, help="OIP-shaped .json, or .npy for one input")
+    s.add_argument("--output-format", choices=["json"], default="json")
     return p
 
 
@@ -72,7 +82,10 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
             print(f"{r.ref:<30} {r.manifest_digest[:19]} {human(r.size):>10} shared {human(r.shared):>10} "
                   f"{r.pulled_at} {','.join(r.pulled_as)}{'' if r.complete else ' INCOMPLETE'}")
     elif args.command == "rm":
-        print(f"removed {manage.rm(cache, args.ref).ref}; `gc` frees its unshared blobs")
+        serve.refuse_if_served(settings.home, args.ref)
+        removed = manage.rm(cache, args.ref)
+        registry.forget(cache, removed)
+        print(f"removed {removed.ref}; `gc` frees its unshared blobs")
     elif args.command == "gc":
         done = manage.gc(cache, dry_run=args.dry_run)
         verb = "would free" if args.dry_run else "freed"
@@ -92,6 +105,10 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         print(f"exported {manage.export(cache, args.ref, args.file).ref} to {args.file}")
     elif args.command == "import":
         print(f"imported {manage.import_(cache, args.file).ref}")
+    elif args.command == "serve":
+        serve.serve(cache, args.host, args.port, args.idle_ttl)
+    elif args.command == "run":
+        print(run_model(cache, args.ref, args.input))
     return 0
 
 

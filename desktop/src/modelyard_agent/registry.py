@@ -1,0 +1,151 @@
+"""The pulled versions as a ModelRegistry for the local server and `run`.
+
+A model name's versions are its pulled version numbers (the default is the highest pulled); a
+version may also be asked for by an alias it was pulled as (`name@production` -> `production`).
+Blobs are stored by digest only, so at first use a version is materialised, lazily, as a folder of
+hard links (copies where links fail) to its blobs under the original artifact paths:
+
+    <home>/versions/<name>/<number>/<path>
+
+ONNX Runtime then finds `model.onnx` and its external data files by their relative paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from modelyard_agent.cache import Artifact, Cache, Manifest
+from modelyard_agent.errors import UsageError
+from modelyard_agent.oip import LocalModel, LocalTensor
+from modelyard_agent.refs import Ref
+
+_LOCK = threading.Lock()
+
+
+def main_onnx(artifacts: list[Artifact]) -> Artifact | None:
+    """The version's ONNX model: `model.onnx` nearest the root, else the first `.onnx` by path."""
+    candidates = [a for a in artifacts if a.path.lower().endswith(".onnx")]
+    if not candidates:
+        return None
+    named = [a for a in candidates if posixpath.basename(a.path) == "model.onnx"]
+    return min(named or candidates, key=lambda a: (a.path.count("/"), a.path))
+
+
+def version_dir(cache: Cache, manifest: Manifest) -> Path:
+    """The folder a version is materialised in."""
+    return cache.home.joinpath("versions", *manifest.name.split("/"), str(manifest.number))
+
+
+def _safe(path: str) -> list[str]:
+    """An artifact path's parts, refusing absolute paths and `..` (they become file names)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or path.startswith("/") or ".." in parts:
+        raise UsageError(f"artifact path {path!r} cannot be laid out in the cache")
+    return parts
+
+
+def materialise(cache: Cache, manifest: Manifest) -> Path:
+    """Link the version's blobs under their artifact paths (once); returns its folder."""
+    root = version_dir(cache, manifest)
+    with _LOCK:
+        for art in manifest.artifacts:
+            dest = root.joinpath(*_safe(art.path))
+            blob = cache.blob(art.digest)
+            if not cache.has(art.digest, art.size):
+                raise UsageError(f"{manifest.ref}: blob {art.digest} is missing; pull it again")
+            if _current(dest, blob):
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(blob, tmp)
+            except OSError:
+                shutil.copyfile(blob, tmp)
+            os.replace(tmp, dest)
+    return root
+
+
+def _current(dest: Path, blob: Path) -> bool:
+    """Whether `dest` is the blob itself (a link) or a copy made after it (a re-pulled blob is not)."""
+    try:
+        if os.path.samefile(dest, blob):
+            return True
+        have, want = dest.stat(), blob.stat()
+    except FileNotFoundError:
+        return False
+    return have.st_size == want.st_size and have.st_mtime >= want.st_mtime
+
+
+def forget(cache: Cache, manifest: Manifest) -> None:
+    """Remove a version's materialised folder (its blobs stay until `gc`)."""
+    root = version_dir(cache, manifest)
+    with _LOCK, contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(root)
+
+
+def _tensors(items: Any) -> list[LocalTensor]:
+    return [
+        LocalTensor(str(t["name"]), str(t["datatype"]), [int(d) for d in t.get("shape") or []])
+        for t in items or []
+    ]
+
+
+def find(cache: Cache, ref: Ref) -> Manifest | None:
+    """The pulled version a ref names; a bare name means its highest pulled number."""
+    found = cache.find(ref)
+    if found is not None or ref.alias is not None or ref.number is not None or ref.digest is not None:
+        return found
+    pulled = [m for m in cache.manifests() if m.name == ref.name]
+    return max(pulled, key=lambda m: m.number) if pulled else None
+
+
+def local_model(cache: Cache, manifest: Manifest) -> LocalModel:
+    """The version as the runtime sees it, materialised; UsageError without an ONNX model."""
+    onnx = main_onnx(manifest.artifacts)
+    if onnx is None:
+        raise UsageError(f"{manifest.ref} holds no .onnx model to run")
+    root = materialise(cache, manifest)
+    sig = manifest.signature or {}
+    return LocalModel(
+        name=manifest.name,
+        version=str(manifest.number),
+        path=root.joinpath(*_safe(onnx.path)),
+        inputs=_tensors(sig.get("inputs")),
+        outputs=_tensors(sig.get("outputs")),
+    )
+
+
+class CacheRegistry:
+    """The ModelRegistry of the agent's cache, read afresh on every call (pulls show up live)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def names(self) -> list[str]:
+        """Names with at least one pulled ONNX version."""
+        return sorted({m.name for m in self.cache.manifests() if main_onnx(m.artifacts)})
+
+    def _pick(self, name: str, version: str | None) -> Manifest | None:
+        pulled = [m for m in self.cache.manifests() if m.name == name and main_onnx(m.artifacts)]
+        if not pulled:
+            return None
+        if version is None:
+            return max(pulled, key=lambda m: m.number)
+        if version.isdigit():
+            return next((m for m in pulled if m.number == int(version)), None)
+        hits = [m for m in pulled if f"{name}@{version}" in m.pulled_as]
+        return max(hits, key=lambda m: m.pulled_at) if hits else None
+
+    def resolve(self, name: str, version: str | None) -> LocalModel | None:
+        """The pulled version (number, alias it was pulled as, or None for the highest)."""
+        manifest = self._pick(name, version)
+        if manifest is None or not self.cache.complete(manifest):
+            return None
+        return local_model(self.cache, manifest)
