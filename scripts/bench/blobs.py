@@ -44,7 +44,6 @@ import inspect
 import os
 import platform
 import re
-import shlex
 import shutil
 import signal
 import socket
@@ -61,6 +60,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from machine import command_line, git_state, machine
 
 MiB = 1024**2
 GiB = 1024**3
@@ -972,39 +972,11 @@ def verdicts(run: Run) -> list[str]:
     return out
 
 
-def command_line() -> str:
-    """The command that produced this output, with the interpreter relative to the cwd when inside it."""
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(Path.cwd())
-    return shlex.join([str(python), *sys.argv])
-
-
-def _git_state() -> str:
-    """The commit of the checkout this script lives in, and whether src/ has changes."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "(not a git checkout)"
-    return f"{head}{' + uncommitted changes in src/' if dirty else ''}"
-
-
 def environment() -> str:
     """Machine and software, so the figures can be compared."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GiB
-    return (f"modelyard {_git_state()}; Python {platform.python_version()}, uvicorn "
-            f"{uvicorn.__version__}, httpx {httpx.__version__}; {os.cpu_count()} CPUs ({cpu}), "
-            f"{memory:.0f} GiB RAM, {platform.system()} {platform.release()}")
+    return (f"modelyard {git_state()}; Python {platform.python_version()}, uvicorn "
+            f"{uvicorn.__version__}, httpx {httpx.__version__}; {machine()}, {memory:.0f} GiB RAM")
 
 
 def report(run: Run) -> str:

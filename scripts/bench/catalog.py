@@ -32,11 +32,9 @@ import os
 import platform
 import random
 import re
-import shlex
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +48,7 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from machine import command_line, git_state, machine
 from tortoise import connections
 
 from modelyard.app import create_app
@@ -988,38 +987,10 @@ def markdown_table(runs: list[DbRun]) -> str:
     return "\n".join(lines) + f"\n\nSeeding (not measured): {seeds}."
 
 
-def command_line() -> str:
-    """The command that produced this output, with the interpreter relative to the cwd when inside it."""
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(Path.cwd())
-    return shlex.join([str(python), *sys.argv])
-
-
-def _git_state() -> str:
-    """The commit of the checkout this script lives in, and whether the tree has changes."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "src"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "(not a git checkout)"
-    return f"{head}{' + uncommitted changes in src/' if dirty else ''}"
-
-
 def environment() -> str:
     """Machine and software, so the figures can be compared."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"modelyard {_git_state()}; Python {platform.python_version()}, "
-            f"uvicorn {uvicorn.__version__}, "
-            f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
+    return (f"modelyard {git_state()}; Python {platform.python_version()}, "
+            f"uvicorn {uvicorn.__version__}, {machine()}; "
             f"client and server in one process (server in a thread), sequential requests")
 
 

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import platform
-import shlex
 import socket
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ from typing import Any
 import asyncpg
 import httpx
 import websockets
+from machine import command_line, machine
 
 PG_ADMIN_URL = os.environ.get("MODELYARD_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ADMIN_SECRET = "myd_" + "e" * 43  # seeded as each server's admin token
@@ -404,24 +404,10 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def command_line() -> str:
-    python = Path(sys.executable)
-    with contextlib.suppress(ValueError):
-        python = python.relative_to(Path.cwd())
-    return shlex.join([str(python), *sys.argv])
-
-
 def environment() -> str:
     """Machine and software, so the figures can be compared."""
-    cpu = platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({cpu}), "
-            f"{platform.system()} {platform.release()}; servers are separate processes on loopback, "
-            f"client requests are sequential")
+    return (f"Python {platform.python_version()}, {machine()}; servers are separate processes on "
+            f"loopback, client requests are sequential")
 
 
 def parse_options(argv: Sequence[str]) -> Options:
