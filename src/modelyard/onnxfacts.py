@@ -402,14 +402,7 @@ def _read_tensor(src: _Source, start: int, end: int, files: set[str]) -> tuple[s
     external = False
     for number, wire, a, b in src.fields(start, end):
         if number == 1:
-            # dims is unpacked in onnx.proto (proto2), but parsers must take the packed form too.
-            if wire == _VARINT:
-                count *= _dim(src, start, a)
-            elif wire == _LEN:
-                pos = a
-                while pos < b:
-                    dim, pos = src.varint(pos, b)
-                    count *= _dim(src, start, dim)
+            count *= _dims_product(src, start, wire, a, b)
         elif number == 8 and wire == _LEN:
             name = src.text(a, b)
         elif number == 13 and wire == _LEN:
@@ -429,6 +422,20 @@ def _read_tensor(src: _Source, start: int, end: int, files: set[str]) -> tuple[s
             src.retain(len(path) + 64)
             files.add(path)
     return name, count
+
+
+def _dims_product(src: _Source, tensor_start: int, wire: int, a: int, b: int) -> int:
+    """The product of a repeated int64 dims field, unpacked (one varint) or packed (a run)."""
+    # dims is unpacked in onnx.proto (proto2), but parsers must take the packed form too.
+    if wire == _VARINT:
+        return _dim(src, tensor_start, a)
+    product = 1
+    if wire == _LEN:
+        pos = a
+        while pos < b:
+            value, pos = src.varint(pos, b)
+            product *= _dim(src, tensor_start, value)
+    return product
 
 
 def _dim(src: _Source, tensor_start: int, value: int) -> int:
@@ -480,13 +487,7 @@ def _read_sparse_tensor(src: _Source, start: int, end: int, files: set[str]) -> 
             _read_tensor(src, a, b, files)
         elif number == 3:
             # Counted dense: a sparse initializer is a dense constant stored compactly.
-            if wire == _VARINT:
-                count *= _dim(src, start, a)
-            elif wire == _LEN:
-                pos = a
-                while pos < b:
-                    value, pos = src.varint(pos, b)
-                    count *= _dim(src, start, value)
+            count *= _dims_product(src, start, wire, a, b)
     return name, count
 
 
