@@ -104,6 +104,10 @@ async def test_update_version_and_log_metrics(gql: GraphQLClient) -> None:
     data = await gql.ok('{ version(ref: "m:1") { metrics { key value step } } }')
     # an older step does not replace the latest value; a new key appears
     assert {m["key"]: m["value"] for m in data["version"]["metrics"]} == {"acc": 0.5, "f1": 0.7}
+    await gql.ok('mutation { logMetrics(input: {ref: "m:1", metrics: [{key: "acc", value: 0.6, step: 20}, {key: "f1", value: 0.8}]}) { ref } }')
+    data = await gql.ok('{ version(ref: "m:1") { metrics { key value step } } }')
+    # a later step and an unstepped point move the current values
+    assert {m["key"]: (m["value"], m["step"]) for m in data["version"]["metrics"]} == {"acc": (0.6, 20), "f1": (0.8, None)}
     updated = await gql.ok('mutation { updateVersion(input: {ref: "m:1", description: "better", tags: [{key: "a", value: "b"}]}) { description tags { key value } } }')
     assert updated["updateVersion"] == {"description": "better", "tags": [{"key": "a", "value": "b"}]}
 

@@ -111,22 +111,16 @@ async def lock_lineage() -> None:
         await sql.rows(f"SELECT pg_advisory_xact_lock({sql.p(_LINEAGE_LOCK)})")
 
 
-async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
-    """Insert edges from `child`, refusing self-edges, duplicates and cycles. Call in a transaction."""
+async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bool = False) -> None:
+    """Insert edges from `child`, refusing self-edges, duplicates and cycles. Call in a transaction.
+
+    A `new` version has no edges and no descendants yet: nothing to check against.
+    """
     if not parents:
         return
     await lock_lineage()
-    for parent in parents:
-        if parent.version is not None:
-            if parent.version.id == child.id:
-                raise ConflictError("a version cannot be its own lineage parent")
-            if await _is_ancestor(child.id, parent.version.id):
-                raise ConflictError(
-                    f"lineage edge to {parent.label} would close a cycle: "
-                    f"{parent.label} already descends from this version"
-                )
-        if await _edge_query(child, parent).exists():
-            raise ConflictError(f"lineage edge {parent.relation.value} {parent.label} already exists")
+    if not new:
+        await _check_new_edges(child, parents)
     await LineageEdgeRow.bulk_create(
         [
             LineageEdgeRow(
@@ -138,6 +132,27 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
             for p in parents
         ]
     )
+
+
+async def _check_new_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
+    """Refuse self-edges, edges that exist and cycles: two queries for any number of parents."""
+    by_version = {p.version.id: p for p in parents if p.version is not None}
+    if child.id in by_version:
+        raise ConflictError("a version cannot be its own lineage parent")
+    existing = {
+        (e.relation, "v" if e.parent_version_id is not None else "d",
+         e.parent_version_id if e.parent_version_id is not None else e.parent_dataset_id)
+        for e in await LineageEdgeRow.filter(child_id=child.id)
+    }
+    for parent in parents:
+        if parent.key in existing:
+            raise ConflictError(f"lineage edge {parent.relation.value} {parent.label} already exists")
+    culprit = await _descending_from(child.id, list(by_version))
+    if culprit is not None:
+        label = by_version[culprit].label
+        raise ConflictError(
+            f"lineage edge to {label} would close a cycle: {label} already descends from this version"
+        )
 
 
 async def remove_edge(child: VersionRow, parent: ResolvedParent) -> None:
@@ -155,21 +170,25 @@ def _edge_query(child: VersionRow, parent: ResolvedParent) -> QuerySet[LineageEd
     )
 
 
-async def _is_ancestor(candidate: int, start: int) -> bool:
-    """True when `candidate` is `start` or one of its ancestors, at any depth (one query)."""
+async def _descending_from(candidate: int, starts: list[int]) -> int | None:
+    """The first of `starts` that is `candidate` or descends from it, at any depth (one query)."""
+    if not starts:
+        return None
     sql = Sql()
+    roots = sql.many(starts)
+    target = sql.p(candidate)
     rows = await sql.rows(
         f"""
-        WITH RECURSIVE up(vid) AS (
-            SELECT CAST({sql.p(start)} AS INTEGER)
+        WITH RECURSIVE up(root, vid) AS (
+            SELECT id, id FROM model_version WHERE id IN ({roots})
             UNION
-            SELECT e.parent_version_id FROM lineage_edge e JOIN up ON e.child_id = up.vid
+            SELECT up.root, e.parent_version_id FROM lineage_edge e JOIN up ON e.child_id = up.vid
             WHERE e.parent_version_id IS NOT NULL
         )
-        SELECT 1 AS hit FROM up WHERE vid = {sql.p(candidate)} LIMIT 1
+        SELECT root FROM up WHERE vid = {target} LIMIT 1
         """
     )
-    return bool(rows)
+    return int(rows[0]["root"]) if rows else None
 
 
 def descendants_sql(sql: Sql, version_id: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -185,7 +185,7 @@ async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | N
             [VersionTagRow(version_id=version.id, key=k, value=v) for k, v in spec.tags.items()]
         )
         await _record_metrics(version.id, spec.metrics, new=True)
-        await lineage.add_edges(version, parents)
+        await lineage.add_edges(version, parents, new=True)
         await audit.record(
             actor, audit.EventKind.VERSION_CREATED, "ModelVersion", f"{model.full_name}:{number}",
             model=model.full_name,
@@ -215,15 +215,17 @@ async def _record_metrics(version_id: int, points: list[MetricPoint], new: bool 
     existing = {} if new else {
         m.key: m for m in await MetricRow.filter(version_id=version_id, key__in=list(latest))
     }
-    new_rows = []
+    new_rows, moved = [], []
     for key, p in latest.items():
         row = existing.get(key)
         if row is None:
             new_rows.append(MetricRow(version_id=version_id, key=key, value=p.value, step=p.step))
         elif p.step is None or row.step is None or p.step >= row.step:
-            row.value, row.step = p.value, p.step
-            await row.save(update_fields=["value", "step", "logged_at"])
+            row.value, row.step, row.logged_at = p.value, p.step, datetime.now(UTC)
+            moved.append(row)
     await MetricRow.bulk_create(new_rows)
+    if moved:
+        await MetricRow.bulk_update(moved, fields=["value", "step", "logged_at"])
 
 
 async def get_version(ref: str) -> VersionRow:
