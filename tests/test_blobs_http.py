@@ -283,3 +283,14 @@ async def test_a_full_disk_answers_503_and_leaves_nothing(settings: Settings, ti
         assert (await client.head(f"/api/blobs/{digest_of(big)}")).status_code == 404
         assert list((tiny_disk / "tmp").iterdir()) == []  # the partial file is gone
         assert (await put(client, DATA[:1000])).status_code == 201  # the store still works
+
+
+async def test_abort_and_finish_without_digest(store_client: httpx.AsyncClient) -> None:
+    location = (await store_client.post("/api/uploads")).headers["location"]
+    await store_client.patch(location, content=b"abc", headers={"Upload-Offset": "0"})
+    missing = await store_client.put(location)
+    assert missing.status_code == 400 and "digest" in missing.json()["error"]
+    assert (await store_client.delete(location)).status_code == 204
+    assert (await store_client.head(location)).status_code == 404
+    again = await store_client.delete(location)
+    assert again.status_code == 404 and again.json()["code"] == "NOT_FOUND"
