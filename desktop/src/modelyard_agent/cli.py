@@ -9,12 +9,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard_agent import config, manage, registry, serve
+from modelyard_agent import assist, chat, config, follow, manage, registry, serve
 from modelyard_agent.cache import Cache
 from modelyard_agent.errors import AgentError, UsageError
 from modelyard_agent.progress import human
 from modelyard_agent.pull import pull
 from modelyard_agent.run import run as run_model
+
+
+# Modules that add their own subcommands: `add_commands(sub, common)` registers parsers whose
+# defaults carry `handler(args, settings) -> exit status`.
+COMMAND_MODULES = (chat, assist, follow)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,11 +57,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("ref")
     s.add_argument("--input", type=Path, required=True, help="OIP-shaped .json, or .npy for one input")
     s.add_argument("--output-format", choices=["json"], default="json")
+    for module in COMMAND_MODULES:
+        module.add_commands(sub, common)
     return p
 
 
 def run(args: argparse.Namespace, settings: config.Settings) -> int:
     """Run one parsed command."""
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return int(handler(args, settings))
     cache = Cache(settings.home)
     if args.command == "pull":
         result = pull(settings, args.ref)
