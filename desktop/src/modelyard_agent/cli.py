@@ -16,7 +16,6 @@ from modelyard_agent.progress import human
 from modelyard_agent.pull import pull
 from modelyard_agent.run import run as run_model
 
-
 # Modules that add their own subcommands: `add_commands(sub, common)` registers parsers whose
 # defaults carry `handler(args, settings) -> exit status`.
 COMMAND_MODULES = (chat, assist, follow)
@@ -53,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=serve.DEFAULT_PORT)
     s.add_argument("--idle-ttl", type=float, default=serve.DEFAULT_IDLE_TTL,
                    help="seconds before an unused model is unloaded")
+    s.add_argument("--follow", action="append", default=[], metavar="NAME@ALIAS",
+                   help="serve the version the alias names, switching as it moves (repeatable)")
     s = sub.add_parser("run", parents=[common], help="run a pulled ONNX version once, offline")
     s.add_argument("ref")
     s.add_argument("--input", type=Path, required=True, help="OIP-shaped .json, or .npy for one input")
@@ -89,7 +90,8 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         if args.json:
             print(json.dumps([r.__dict__ for r in rows]))
         for r in rows if not args.json else []:
-            print(f"{r.ref:<30} {r.manifest_digest[:19]} {human(r.size):>10} shared {human(r.shared):>10} "
+            print(f"{r.ref:<30} {'loaded' if r.loaded else '-':<6} {r.manifest_digest[:19]} "
+                  f"{human(r.size):>10} shared {human(r.shared):>10} "
                   f"{r.pulled_at} {','.join(r.pulled_as)}{'' if r.complete else ' INCOMPLETE'}")
     elif args.command == "rm":
         serve.refuse_if_served(settings.home, args.ref)
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
     elif args.command == "import":
         print(f"imported {manage.import_(cache, args.file).ref}")
     elif args.command == "serve":
-        serve.serve(cache, args.host, args.port, args.idle_ttl)
+        serve.serve(cache, args.host, args.port, args.idle_ttl, follow=args.follow, settings=settings)
     elif args.command == "run":
         print(run_model(cache, args.ref, args.input))
     return 0

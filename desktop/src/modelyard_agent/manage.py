@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard_agent import serve
 from modelyard_agent.cache import Cache, Manifest, fsync_dir, sha256_file
 from modelyard_agent.client import Client
 from modelyard_agent.config import Settings
@@ -30,11 +31,14 @@ class Listed:
     shared: int
     pulled_at: str
     complete: bool
+    loaded: bool = False
 
 
 def ls(cache: Cache) -> list[Listed]:
-    """Every pulled version, with the bytes it shares with other pulled versions."""
+    """Every pulled version, with the bytes it shares with other pulled versions and whether a
+    running local server holds its session now."""
     manifests = list(cache.manifests())
+    held = serve.loaded(cache.home)
     users: Counter[str] = Counter()
     for m in manifests:
         users.update({a.digest for a in m.artifacts})
@@ -42,7 +46,8 @@ def ls(cache: Cache) -> list[Listed]:
     for m in manifests:
         sizes = {a.digest: a.size for a in m.artifacts}
         shared = sum(size for d, size in sizes.items() if users[d] > 1)
-        rows.append(Listed(m.ref, m.pulled_as, m.manifest_digest, m.size, shared, m.pulled_at, cache.complete(m)))
+        rows.append(Listed(m.ref, m.pulled_as, m.manifest_digest, m.size, shared, m.pulled_at,
+                           cache.complete(m), f"{m.name}:{m.number}" in held))
     return rows
 
 

@@ -2,6 +2,9 @@
 
 A model name's versions are its pulled version numbers (the default is the highest pulled); a
 version may also be asked for by an alias it was pulled as (`name@production` -> `production`).
+A followed alias (`serve --follow name@production`) wins over both: the name without a version,
+and the alias as a version, mean the version the server switched to last (`follow(...)`), which
+moves only once that version is loaded, not when a pull rewrites the manifests.
 Blobs are stored by digest only, so at first use a version is materialised, lazily, as a folder of
 hard links (copies where links fail) to its blobs under the original artifact paths:
 
@@ -127,12 +130,35 @@ class CacheRegistry:
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
+        self._followed: dict[tuple[str, str], Manifest] = {}
+
+    def follow(self, name: str, alias: str, manifest: Manifest) -> Manifest | None:
+        """From now on `name` (and `name` version `alias`) means this version; returns the one it
+        replaces. One assignment: a request sees the old version or the new, nothing between."""
+        previous = self._followed.get((name, alias))
+        self._followed[(name, alias)] = manifest
+        return previous
+
+    def current(self, name: str, version: str | None = None) -> Manifest | None:
+        """The followed version `name` (without a version, or with a followed alias) stands for;
+        None when that is not followed. Without a version: the first alias followed for the name."""
+        if version is None:
+            return next((m for (n, _), m in self._followed.items() if n == name), None)
+        return self._followed.get((name, version))
+
+    def followed(self) -> dict[str, Manifest]:
+        """Every followed `name@alias` and the version it means now."""
+        return {f"{n}@{a}": m for (n, a), m in self._followed.items()}
 
     def names(self) -> list[str]:
         """Names with at least one pulled ONNX version."""
-        return sorted({m.name for m in self.cache.manifests() if main_onnx(m.artifacts)})
+        pulled = {m.name for m in self.cache.manifests() if main_onnx(m.artifacts)}
+        return sorted(pulled | {n for n, _ in self._followed})
 
     def _pick(self, name: str, version: str | None) -> Manifest | None:
+        followed = self.current(name, version)
+        if followed is not None:
+            return followed
         pulled = [m for m in self.cache.manifests() if m.name == name and main_onnx(m.artifacts)]
         if not pulled:
             return None

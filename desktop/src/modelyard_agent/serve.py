@@ -1,7 +1,15 @@
-"""`modelyard-agent serve`: the OIP server over the cache, and the marker that makes `rm` refuse.
+"""`modelyard-agent serve`: the OIP server over the cache, followed aliases, and the serving marker.
 
-While a server runs it keeps `<home>/serving/<pid>.json` (pid, host, port); the file is removed
-on exit. A marker whose pid is no longer alive (a server killed with SIGKILL) is ignored.
+While a server runs it keeps `<home>/serving/<pid>.json` (pid, host, port, the runtime keys
+`name:number` of the sessions it holds now, and the versions its followed aliases mean); it is
+rewritten atomically whenever those change and removed on exit. `rm` refuses while a marker is
+live and `ls` reads the loaded keys from them; a marker whose pid is no longer alive (a server
+killed with SIGKILL) is ignored.
+
+`serve --follow NAME@ALIAS` runs a `follow.Follower` per alias in the app's lifespan. On a move
+the new version is pulled, materialised and loaded (in worker threads) *before* the registry's
+mapping switches in one assignment; requests that started earlier finish on the old session,
+which is unloaded once they are all done.
 """
 
 from __future__ import annotations
@@ -11,20 +19,30 @@ import json
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import anyio
+import anyio.abc
+import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelyard_agent.cache import Cache
-from modelyard_agent.errors import UsageError
+from modelyard_agent.cache import Cache, Manifest
+from modelyard_agent.config import Settings
+from modelyard_agent.errors import AgentError, UsageError
+from modelyard_agent.follow import Change, Follower
 from modelyard_agent.oip import oip_routes
-from modelyard_agent.registry import CacheRegistry
-from modelyard_agent.runtime import Runtime
+from modelyard_agent.registry import CacheRegistry, local_model
+from modelyard_agent.runtime import LoadedModel, Runtime
+from modelyard_agent.tensors import InferenceError
 
 DEFAULT_PORT = 8080
 DEFAULT_IDLE_TTL = 600.0
@@ -60,19 +78,175 @@ def refuse_if_served(home: Path, ref: str) -> None:
         raise UsageError(f"{ref} is being served ({where}); stop the server first")
 
 
-@contextlib.contextmanager
-def marker(home: Path, host: str, port: int) -> Iterator[Path]:
-    """Write this process's serving marker for the duration of the block."""
-    folder = home / "serving"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{os.getpid()}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port}))
-    os.replace(tmp, path)
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
+def loaded(home: Path) -> set[str]:
+    """Runtime keys (`name:number`) whose sessions a running local server holds now."""
+    return {str(key) for info in servers(home) for key in info.get("loaded") or []}
+
+
+class Marker:
+    """This process's serving marker, rewritten atomically when what it records changes."""
+
+    def __init__(self, home: Path, host: str, port: int) -> None:
+        self.path = home / "serving" / f"{os.getpid()}.json"
+        self.info: dict[str, Any] = {"pid": os.getpid(), "host": host, "port": port,
+                                     "loaded": [], "following": {}}
+
+    def __enter__(self) -> Marker:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def update(self, **values: Any) -> None:
+        """Record new values (`loaded=[...]`, `following={...}`) if they differ."""
+        if any(self.info.get(k) != v for k, v in values.items()):
+            self.info.update(values)
+            self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(self.info))
+        os.replace(tmp, self.path)
+
+
+class TrackedRuntime(Runtime):
+    """A Runtime that reports its loaded keys each time they change (for the serving marker)."""
+
+    def __init__(self, idle_ttl: float, on_loaded: Callable[[list[str]], None]) -> None:
+        super().__init__(idle_ttl=idle_ttl)
+        self.on_loaded = on_loaded
+        self._reported: list[str] = []
+
+    def _report(self) -> None:
+        keys = self.loaded()
+        if keys != self._reported:
+            self._reported = keys
+            self.on_loaded(keys)
+
+    async def session(self, key: str, model_path: Path) -> LoadedModel:
+        """The cached session, as in Runtime; reports a load."""
+        try:
+            return await super().session(key, model_path)
+        finally:
+            self._report()
+
+    def unload(self, key: str) -> bool:
+        """Drop a session, as in Runtime; reports it."""
+        done = super().unload(key)
+        self._report()
+        return done
+
+    def evict_idle(self) -> list[str]:
+        """Unload idle sessions, as in Runtime; reports them."""
+        idle = super().evict_idle()
+        if idle:
+            self._report()
+        return idle
+
+
+class Drain:
+    """Counts HTTP requests by the generation they started in, so a swap can wait for the
+    requests that may still use the old version (the ones that started before it)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.running: Counter[int] = Counter()
+        self._done = anyio.Event()
+
+    def advance(self) -> int:
+        """Start a new generation; returns it."""
+        self.generation += 1
+        return self.generation
+
+    async def wait_before(self, generation: int) -> None:
+        """Return once no request that started before `generation` is running."""
+        while any(n for g, n in self.running.items() if g < generation):
+            await self._done.wait()
+
+    def middleware(self) -> Middleware:
+        """The ASGI middleware that does the counting."""
+        return Middleware(_Counting, drain=self)
+
+    def leave(self, generation: int) -> None:
+        """A request of that generation is done."""
+        self.running[generation] -= 1
+        if not self.running[generation]:
+            del self.running[generation]
+        self._done.set()
+        self._done = anyio.Event()
+
+
+class _Counting:
+    def __init__(self, app: ASGIApp, drain: Drain) -> None:
+        self.app, self.drain = app, drain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        generation = self.drain.generation
+        self.drain.running[generation] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.drain.leave(generation)
+
+
+def _key(manifest: Manifest) -> str:
+    return f"{manifest.name}:{manifest.number}"
+
+
+class Swapper:
+    """Switches followed aliases to their new version: load first, switch, then retire the old."""
+
+    def __init__(self, cache: Cache, models: CacheRegistry, runtime: Runtime, drain: Drain,
+                 say: Callable[[str], None], on_switch: Callable[[dict[str, int]], None]) -> None:
+        self.cache, self.models, self.runtime, self.drain = cache, models, runtime, drain
+        self.say, self.on_switch = say, on_switch
+        self.tg: anyio.abc.TaskGroup | None = None
+
+    async def _warm(self, manifest: Manifest) -> None:
+        model = await anyio.to_thread.run_sync(local_model, self.cache, manifest)
+        await self.runtime.session(f"{model.name}:{model.version}", model.path)
+
+    async def install(self, follower: Follower, manifest: Manifest) -> None:
+        """Serve the follower's version from the start, loaded if it loads."""
+        try:
+            await self._warm(manifest)
+        except (AgentError, InferenceError) as exc:
+            self.say(f"{follower.ref.text}: v{manifest.number} did not load ({exc})")
+        self.models.follow(follower.name, follower.alias, manifest)
+        self.on_switch({k: m.number for k, m in self.models.followed().items()})
+
+    def callback(self, follower: Follower) -> Callable[[Change], Any]:
+        """The follower's on_change: switch to the new version once it is loaded."""
+
+        async def changed(change: Change) -> None:
+            try:
+                await self._warm(change.manifest)
+            except (AgentError, InferenceError) as exc:
+                old = self.models.current(follower.name, follower.alias)
+                self.say(f"{change.line()}, but it did not load ({exc}); still serving "
+                         f"v{old.number if old else '?'}")
+                return
+            old = self.models.follow(follower.name, follower.alias, change.manifest)
+            generation = self.drain.advance()
+            self.say(f"{change.line()}, now serving it")
+            self.on_switch({k: m.number for k, m in self.models.followed().items()})
+            if old is not None and _key(old) != _key(change.manifest) and self.tg is not None:
+                self.tg.start_soon(self._retire, old, generation)
+
+        return changed
+
+    async def _retire(self, old: Manifest, generation: int) -> None:
+        """Unload the old version once the requests that may use it are done (or after the idle
+        TTL, when the reaper would have done it anyway), unless an alias still means it."""
+        with anyio.move_on_after(self.runtime.idle_ttl):
+            await self.drain.wait_before(generation)
+        if all(_key(m) != _key(old) for m in self.models.followed().values()):
+            self.runtime.unload(_key(old))
 
 
 class _Stopped(Exception):
@@ -83,17 +257,42 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stopped
 
 
-def app(cache: Cache, runtime: Runtime) -> Starlette:
-    """The OIP app over the cache, with the idle-session reaper running in its lifespan."""
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
+        say: Callable[[str], None] = _say,
+        on_switch: Callable[[dict[str, int]], None] = lambda following: None) -> Starlette:
+    """The local app over the cache: its routes share one CacheRegistry (which knows the
+    followed aliases); the idle-session reaper and the followers run in its lifespan."""
+    models = CacheRegistry(cache)
+    drain = Drain()
+    swapper = Swapper(cache, models, runtime, drain, say, on_switch)
+    routes: list[BaseRoute] = [*oip_routes(models, runtime)]
+
+    async def follow(follower: Follower) -> None:
+        try:
+            await follower.run()
+        except AgentError as exc:  # a refused token: serve what we have, follow no more
+            say(f"{follower.ref.text}: stopped following ({exc})")
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tg:
+            swapper.tg = tg
             tg.start_soon(runtime.reap)
+            for follower in followers:
+                if follower.current is None:
+                    say((await anyio.to_thread.run_sync(follower.resolve)).line())
+                assert follower.current is not None
+                await swapper.install(follower, follower.current)
+                follower.on_change = swapper.callback(follower)
+                tg.start_soon(follow, follower)
             yield
             tg.cancel_scope.cancel()
 
-    return Starlette(routes=oip_routes(CacheRegistry(cache), runtime), lifespan=lifespan)
+    return Starlette(routes=routes, middleware=[drain.middleware()], lifespan=lifespan)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -108,18 +307,32 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL) -> None:
-    """Run the server until SIGINT or SIGTERM; prints its URL once the port is bound."""
+def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL,
+          follow: Sequence[str] = (), settings: Settings | None = None) -> None:
+    """Run the server until SIGINT or SIGTERM; prints its URL once the port is bound.
+
+    Each `follow` NAME@ALIAS is resolved (and pulled) before the server starts: an unknown one
+    is a UsageError; an unreachable registry is fine when the alias was pulled before.
+    """
+    if follow and settings is None:
+        raise UsageError("--follow needs the registry settings")
+    followers = [Follower(settings, text, notify=lambda line: print(line, file=sys.stderr, flush=True))
+                 for text in dict.fromkeys(follow) if settings is not None]
     sock = bind(host, port)
     port = int(sock.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(
-        app(cache, Runtime(idle_ttl=idle_ttl)), host=host, port=port, log_level="warning",
-    ))
-    with sock, marker(cache.home, host, port):
-        shown = f"[{host}]" if ":" in host else host
-        print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2)", flush=True)
+    with sock, Marker(cache.home, host, port) as mark:
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
+            for follower in followers:
+                _say(follower.resolve().line())
+            runtime = TrackedRuntime(idle_ttl, lambda keys: mark.update(loaded=keys))
+            server = uvicorn.Server(uvicorn.Config(
+                app(cache, runtime, followers,
+                    on_switch=lambda following: mark.update(following=following)),
+                host=host, port=port, log_level="warning",
+            ))
+            shown = f"[{host}]" if ":" in host else host
+            print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2)", flush=True)
             server.run(sockets=[sock])
         except (_Stopped, KeyboardInterrupt):  # uvicorn re-raises the signal after shutting down
             pass
