@@ -13,6 +13,7 @@ import httpx
 import pytest
 from conftest import Agent, Publisher, Server, free_port
 from follow_helpers import TIMEOUT, Gate, Hammer, Served, X, scaled_model, wait_until
+from modelyard_agent.follow import Backoff
 
 
 def _publish(publisher: Publisher, tmp_path: Path, versions: int) -> str:
@@ -23,6 +24,15 @@ def _publish(publisher: Publisher, tmp_path: Path, versions: int) -> str:
         publisher.version(name, {"model.onnx": data})
     publisher.alias(name, "production", "1")
     return name
+
+
+def test_reconnect_delays_double_up_to_the_cap_with_jitter() -> None:
+    highest = Backoff(initial=0.5, cap=5.0, rng=lambda: 1.0)
+    assert [highest.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    lowest = Backoff(initial=0.5, cap=5.0, rng=lambda: 0.0)
+    assert [lowest.next() for _ in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.5, 2.5]
+    lowest.reset()
+    assert lowest.next() == 0.25
 
 
 def _loaded(agent: Agent) -> dict[str, bool]:
@@ -155,3 +165,30 @@ def test_follow_with_a_refused_token_says_so(
     done = agent("follow", f"{name}@production")
     assert done.code == 2 and "token" in done.err.lower(), done.err
     assert httpx.get(f"{agent.server}/v2/health/ready").status_code == 200
+
+
+def test_follow_ends_with_one_line_when_its_token_is_revoked(
+    agent: Agent, publisher: Publisher, tmp_path: Path
+) -> None:
+    name = _publish(publisher, tmp_path, 2)
+    token_name = f"follow-{name}"
+    secret = publisher.gql("mutation($n: String!) { createToken(input: {name: $n, scope: READ}) "
+                           "{ secret } }", n=token_name)["createToken"]["secret"]
+    log = tmp_path / "follow.log"
+    env = {**os.environ, "MODELYARD_AGENT_HOME": str(agent.home), "MODELYARD_SERVER": agent.server,
+           "MODELYARD_TOKEN": secret}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "modelyard_agent", "follow", f"{name}@production"],
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: f"{name}@production → v1" in log.read_text(), "the first line")
+        publisher.gql("mutation($n: String!) { revokeToken(name: $n) { name } }", n=token_name)
+        publisher.alias(name, "production", "2")  # the next event finds the token revoked
+        assert proc.wait(TIMEOUT) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = log.read_text().splitlines()
+    assert lines[-1].startswith("modelyard-agent: ") and "token" in lines[-1], lines
+    assert not any("→ v2" in line for line in lines)

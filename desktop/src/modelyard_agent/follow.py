@@ -16,12 +16,13 @@ started while the registry is unreachable does the same on its first connection.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -150,7 +151,7 @@ class GraphQLSocket:
         if message["type"] == "ping":
             await self._send({"type": "pong"})
 
-    async def subscribe(self, query: str, variables: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def subscribe(self, query: str, variables: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """The `data` of each `next` message of one operation until `complete`."""
         op = str(next(self._ids))
         await self._send({"id": op, "type": "subscribe",
@@ -302,8 +303,9 @@ class Follower:
                     if self.last_id is None:  # unreachable at start: catch up as a start would
                         await self._catch_up()
                     variables = {"model": self.name, "since": self.last_id}
-                    async for data in socket.subscribe(EVENTS, variables):
-                        await self._event(data.get("events") or {})
+                    async with contextlib.aclosing(socket.subscribe(EVENTS, variables)) as events:
+                        async for data in events:
+                            await self._event(data.get("events") or {})
                 raise TransferError("the registry ended the subscription")
             except TransferError as exc:
                 delay = self.backoff.next()
