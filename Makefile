@@ -4,10 +4,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ASSETS := src/modelyard/http/static/graphiql/VERSIONS.json
 
-.PHONY: run test install install-dev lint schema migrations bench clean
+.PHONY: run test install install-dev lint schema migrations bench clean demo-assistant
 
+# Seeds the demo catalog first (once per data dir; never into someone else's catalog).
+# `make run DEMO=0` serves without it.
 run: $(VENV)/.installed $(ASSETS)
+	@if [ "$(DEMO)" != 0 ]; then $(BIN)/python scripts/demo/seed.py; fi
 	$(BIN)/modelyard serve
+
+# Exports all-MiniLM-L6-v2 (fp32 + int8, torch from the dev extra) and publishes both, once.
+demo-assistant: $(VENV)/.installed-dev $(ASSETS)
+	$(BIN)/python scripts/demo/seed.py --assistant
 
 test: $(VENV)/.installed-dev $(ASSETS)
 	$(BIN)/ruff check src tests scripts desktop
@@ -25,7 +32,7 @@ $(VENV)/bin/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml desktop/pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -q -e . -e desktop
+	$(BIN)/pip install -q -e '.[demo]' -e desktop
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed

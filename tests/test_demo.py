@@ -1,0 +1,270 @@
+"""The demo catalog `make run` seeds: real classifiers with their params, metrics, lineage and
+aliases, seeded once, completed after an interruption, never into someone else's catalog, and
+runnable with the agent right away."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+import httpx
+import numpy as np
+import pytest
+from asgi_lifespan import LifespanManager
+
+from modelyard.app import create_app
+from modelyard.config import Settings
+from tests.conftest import ADMIN_SECRET, GraphQLClient, free_port, running
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT / "scripts" / "demo" / "seed.py"
+EXAMPLES = ROOT / "scripts" / "demo" / "examples"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    return {**env, **extra}
+
+
+def seed(data: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python scripts/demo/seed.py --data-dir DATA`, as `make run` runs it."""
+    return subprocess.run([sys.executable, str(SEED), "--data-dir", str(data), *args], env=env or _env(),
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@functools.cache
+def _train_module() -> ModuleType:
+    """scripts/demo/train.py, the code that trained the demo's classifiers."""
+    spec = importlib.util.spec_from_file_location("demo_train", ROOT / "scripts" / "demo" / "train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
+    """A data dir seeded by a run killed half-way and a second run; a server on it; both runs' output.
+
+    The first run is killed (SIGKILL, like a closed terminal) right after it pushed its second
+    model version, so every test below also checks that the next run completed that seed.
+    """
+    data = tmp_path_factory.mktemp("demo") / "data"
+    proc = subprocess.Popen([sys.executable, str(SEED), "--data-dir", str(data)], env=_env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    assert proc.stderr is not None
+    first = ""
+    for line in proc.stderr:
+        first += line
+        if "pushed demo/iris-classifier:2" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, first
+    assert (data / ".demo-seeding").exists() and not (data / ".demo-seeded").exists()
+    second = seed(data)
+    assert second.returncode == 0, second.stderr
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = _env(MODELYARD_ADMIN_TOKEN=ADMIN_SECRET)
+    command = [sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port), "--data-dir", str(data)]
+    with running(command, env, f"{url}/healthz", data.parent / "server.log"):
+        yield data, url, second.stderr
+
+
+def gql(url: str, query: str, token: str | None = None, **variables: Any) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    body = httpx.post(f"{url}/graphql", json={"query": query, "variables": variables}, headers=headers,
+                      timeout=30).json()
+    assert not body.get("errors"), body
+    return dict(body["data"])
+
+
+MODEL_PAGE = """
+query($n: String!) {
+  model(name: $n) {
+    name task description tags { key value }
+    aliases { name version { number } }
+    versions(first: 20) {
+      totalCount
+      nodes {
+        number status
+        params { key type value }
+        metrics { key value }
+        artifacts { path }
+        signature { inputs { name datatype shape } outputs { name datatype shape } }
+        parents { relation parent { ... on ModelVersion { ref } ... on DatasetVersion { ref digest } } }
+      }
+    }
+  }
+}"""
+
+
+def _page(url: str, name: str) -> dict[str, Any]:
+    model = gql(url, MODEL_PAGE, n=name)["model"]
+    assert model is not None, f"{name} was not seeded"
+    model["by_number"] = {v["number"]: v for v in model["versions"]["nodes"]}
+    return dict(model)
+
+
+def _params(version: dict[str, Any]) -> dict[str, tuple[str, Any]]:
+    return {p["key"]: (p["type"], p["value"]) for p in version["params"]}
+
+
+def _metrics(version: dict[str, Any]) -> dict[str, float]:
+    return {m["key"]: m["value"] for m in version["metrics"]}
+
+
+def _parents(version: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(p["relation"], p["parent"]["ref"]) for p in version["parents"]}
+
+
+def test_the_iris_classifier_has_three_trained_versions_with_params_metrics_and_aliases(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    iris = _page(url, "demo/iris-classifier")
+    assert iris["task"] == "TABULAR_CLASSIFICATION"
+    assert "iris" in iris["description"].lower()
+    assert iris["versions"]["totalCount"] == 3  # the killed run's versions were not pushed again
+    assert {a["name"]: a["version"]["number"] for a in iris["aliases"]} == {"production": 2, "staging": 3}
+    v1, v2, v3 = (iris["by_number"][n] for n in (1, 2, 3))
+    assert _params(v1)["C"] == ("FLOAT", 0.05) and _params(v2)["C"] == ("FLOAT", 10.0)
+    assert _params(v1)["algorithm"] == ("STRING", "LogisticRegression")
+    assert _params(v3)["algorithm"] == ("STRING", "GradientBoostingClassifier")
+    assert _params(v3)["n_estimators"] == ("INT", 60)
+    for version in (v1, v2, v3):
+        metrics = _metrics(version)
+        assert 0.5 < metrics["accuracy"] <= 1.0 and 0.5 < metrics["f1_macro"] <= 1.0
+        assert metrics["onnx_label_agreement"] == 1.0
+        assert metrics["test_samples"] == 38
+        assert version["status"] == "READY" and [a["path"] for a in version["artifacts"]] == ["model.onnx"]
+        assert _parents(version) == {("TRAINED_ON", "demo/iris@train"), ("EVALUATED_ON", "demo/iris@test")}
+        assert version["signature"]["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+        assert [o["name"] for o in version["signature"]["outputs"]] == ["label", "probabilities"]
+    # production is the better of the two logistic regressions
+    assert _metrics(v2)["accuracy"] > _metrics(v1)["accuracy"]
+
+
+def test_datasets_carry_the_digest_of_their_data(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    train = _train_module()
+    split = train.load("iris")
+    found = gql(url, "query($n: String!) { dataset(name: $n) { versions { version digest size uri } } }",
+                n="demo/iris")["dataset"]
+    versions = {v["version"]: v for v in found["versions"]}
+    assert set(versions) == {"train", "test"}
+    for which in ("train", "test"):
+        digest, size = split.digest(which)
+        assert (versions[which]["digest"], versions[which]["size"]) == (digest, size)
+
+
+def test_lineage_links_fine_tuned_and_distilled_models(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    mlp = _page(url, "demo/digits-mlp")
+    assert {a["name"]: a["version"]["number"] for a in mlp["aliases"]} == {"production": 2, "staging": 1}
+    v1, v2 = mlp["by_number"][1], mlp["by_number"][2]
+    assert ("FINE_TUNED_FROM", "demo/digits-mlp:1") in _parents(v2)
+    assert _params(v1)["total_epochs"] == ("INT", 8) and _params(v2)["total_epochs"] == ("INT", 32)
+    assert _params(v2)["hidden_layer_sizes"] == ("JSON", [32])
+    assert _metrics(v2)["accuracy"] > _metrics(v1)["accuracy"]  # continued training helped
+    history = gql(url, '{ version(ref: "demo/digits-mlp:2") { metricHistory(key: "train_loss") { step value } } }')
+    losses = history["version"]["metricHistory"]
+    assert [p["step"] for p in losses] == list(range(1, 33)) and losses[-1]["value"] < losses[0]["value"]
+    student = _page(url, "demo/digits-student")["by_number"][1]
+    assert ("DISTILLED_FROM", "demo/digits-mlp:2") in _parents(student)
+    ancestors = gql(url, '{ lineage(ref: "demo/digits-student:1", direction: UP, depth: 5) '
+                         '{ edges { relation parent { ... on ModelVersion { ref } } } } }')
+    assert {"relation": "FINE_TUNED_FROM", "parent": {"ref": "demo/digits-mlp:1"}} in ancestors["lineage"]["edges"]
+    wine = _page(url, "demo/wine-classifier")
+    assert _params(wine["by_number"][1])["algorithm"] == ("STRING", "RandomForestClassifier")
+
+
+def test_seeding_leaves_no_working_token_and_records_what_it_seeded(seeded: tuple[Path, str, str]) -> None:
+    data, url, output = seeded
+    tokens = gql(url, "{ tokens { name scope namespace revokedAt } }", ADMIN_SECRET)["tokens"]
+    seeders = [t for t in tokens if t["name"].startswith("demo-seed-")]
+    assert len(seeders) == 2  # the killed run's and the second run's
+    assert all(t["revokedAt"] and t["scope"] == "WRITE" and t["namespace"] == "demo" for t in seeders)
+    marker = json.loads((data / ".demo-seeded").read_text())
+    assert "demo/iris-classifier:3" in marker["parts"]["catalog"]["refs"]
+    assert not (data / ".demo-seeding").exists()
+    assert "pushed demo/iris-classifier:3" in output and "pushed demo/iris-classifier:1" not in output
+
+
+def test_a_second_run_changes_nothing(seeded: tuple[Path, str, str]) -> None:
+    data, url, _ = seeded
+    last = '{ auditLog(first: 1) { totalCount nodes { id } } }'
+    before = gql(url, last, ADMIN_SECRET)
+    marker = (data / ".demo-seeded").read_text()
+    again = seed(data)
+    assert again.returncode == 0
+    assert "already seeded" in again.stderr
+    assert gql(url, last, ADMIN_SECRET) == before  # not even a token was created
+    assert (data / ".demo-seeded").read_text() == marker
+
+
+def test_the_agent_pulls_and_runs_the_production_classifier(
+        seeded: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelyard_agent.cli import main
+
+    _, url, _ = seeded
+    monkeypatch.setenv("MODELYARD_AGENT_HOME", str(tmp_path / "agent"))
+    monkeypatch.setenv("MODELYARD_SERVER", url)
+    monkeypatch.delenv("MODELYARD_TOKEN", raising=False)
+
+    def agent(*argv: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(list(argv))
+        assert code == 0, err.getvalue()
+        return out.getvalue()
+
+    agent("pull", "demo/iris-classifier@production")
+    response = json.loads(agent("run", "demo/iris-classifier@production", "--input", str(EXAMPLES / "iris.json")))
+    outputs = {o["name"]: o for o in response["outputs"]}
+    samples = np.array(json.loads((EXAMPLES / "iris.json").read_text())["inputs"][0]["data"],
+                       dtype=np.float32).reshape(-1, 4)
+    train = _train_module()
+    model = train.iris_logreg(train.load("iris"), 10.0).estimator  # what production (v2) was trained as
+    assert outputs["label"]["data"] == model.predict(samples).tolist() == [0, 1, 2]
+    probabilities = np.array(outputs["probabilities"]["data"]).reshape(outputs["probabilities"]["shape"])
+    np.testing.assert_allclose(probabilities, model.predict_proba(samples), atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["data-dir", "database-url"])
+async def test_a_catalog_that_is_not_the_demos_is_left_alone(layout: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    db_url = f"sqlite://{tmp_path / 'elsewhere.db'}" if layout == "database-url" else ""
+    settings = Settings(data_dir=data, database_url=db_url, admin_token=ADMIN_SECRET)
+
+    async def catalog(mutation: str | None = None) -> dict[str, Any]:
+        app = create_app(settings)
+        async with LifespanManager(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                client = GraphQLClient(http)
+                if mutation:
+                    await client.ok(mutation)
+                return await client.ok("{ models(first: 50) { nodes { name } } tokens { name } "
+                                       'dataset(name: "demo/iris") { name } auditLog(first: 1) { totalCount } }')
+
+    before = await catalog('mutation { createModel(input: {name: "my-model"}) { name } }')
+    env = _env(MODELYARD_DATABASE_URL=db_url) if db_url else _env()
+    result = await anyio.to_thread.run_sync(lambda: seed(data, env=env))
+    assert result.returncode == 0, result.stderr
+    assert "left alone" in result.stderr
+    assert await catalog() == before
+    assert [m["name"] for m in before["models"]["nodes"]] == ["my-model"]
+    assert not (data / ".demo-seeded").exists() and not (data / ".demo-seeding").exists()
