@@ -53,13 +53,13 @@ def test_serve_follow_switches_without_a_failed_request_and_catches_up_after_a_c
     served = Served(agent.home, gate.url, free_port(), "--follow", f"{name}@production")
     try:
         served.wait_ready()  # pulled at start: nothing was in the cache
-        hammer = Hammer(served.url, name)
+        hammer, other = Hammer(served.url, name), Hammer(served.url, name)  # two in flight at once
         wait_until(lambda: hammer.count() >= 20, "answers from version 1")
         assert hammer.latest() == "1"
         assert _loaded(agent)[f"{name}:1"] is True
 
         publisher.alias(name, "production", "2")
-        wait_until(lambda: hammer.latest() == "2", "the switch to version 2")
+        wait_until(lambda: hammer.latest() == "2" and other.latest() == "2", "the switch to version 2")
 
         # The agent cannot hear of this move: the network to the registry is cut first.
         gate.cut()
@@ -72,18 +72,22 @@ def test_serve_follow_switches_without_a_failed_request_and_catches_up_after_a_c
         wait_until(lambda: hammer.latest() == "3", "the switch to version 3 after reconnecting")
         mark = hammer.count()
         wait_until(lambda: hammer.count() >= mark + 20, "answers from version 3")
-        hammer.finish()
-
-        assert hammer.failures == []
-        versions = [int(a.version) for a in hammer.answers]
-        assert versions == sorted(versions) and set(versions) == {1, 2, 3}  # never back
-        for a in hammer.answers:
-            assert a.y == [x * int(a.version) for x in X]
+        for h in (hammer, other):
+            h.finish()
+            assert h.failures == []
+            versions = [int(a.version) for a in h.answers]
+            assert versions == sorted(versions)  # never back
+            for a in h.answers:
+                assert a.y == [x * int(a.version) for x in X]
+        assert {a.version for a in hammer.answers} == {"1", "2", "3"}
 
         wait_until(lambda: _loaded(agent) == {f"{name}:1": False, f"{name}:2": False,
                                               f"{name}:3": True}, "old versions unloaded")
         column = {line.split()[0]: line.split()[1] for line in agent("ls").out.splitlines()}
         assert column == {f"{name}:1": "-", f"{name}:2": "-", f"{name}:3": "loaded"}
+        for path in (name, f"{name}/versions/production"):  # the alias as a version: same answer
+            assert httpx.get(f"{served.url}/v2/models/{path}").json()["versions"] == ["3"]
+        assert httpx.get(f"{served.url}/v2/models/{name}/versions/1").json()["versions"] == ["1"]
     finally:
         code = served.stop()
     out = served.output()

@@ -153,7 +153,7 @@ class Drain:
     def __init__(self) -> None:
         self.generation = 0
         self.running: Counter[int] = Counter()
-        self._done = anyio.Event()
+        self._done: anyio.Event | None = None  # made inside the event loop, when first awaited
 
     def advance(self) -> int:
         """Start a new generation; returns it."""
@@ -163,6 +163,7 @@ class Drain:
     async def wait_before(self, generation: int) -> None:
         """Return once no request that started before `generation` is running."""
         while any(n for g, n in self.running.items() if g < generation):
+            self._done = self._done or anyio.Event()
             await self._done.wait()
 
     def middleware(self) -> Middleware:
@@ -174,8 +175,9 @@ class Drain:
         self.running[generation] -= 1
         if not self.running[generation]:
             del self.running[generation]
-        self._done.set()
-        self._done = anyio.Event()
+        if self._done is not None:
+            self._done.set()
+            self._done = None
 
 
 class _Counting:
