@@ -196,3 +196,30 @@ def test_follow_ends_with_one_line_when_its_token_is_revoked(
     lines = log.read_text().splitlines()
     assert lines[-1].startswith("modelyard-agent: ") and "token" in lines[-1], lines
     assert not any("→ v2" in line for line in lines)
+
+
+def test_serve_follow_keeps_the_old_version_when_the_new_one_does_not_load(
+    agent: Agent, publisher: Publisher, tmp_path: Path
+) -> None:
+    name = publisher.model("follow-broken")
+    publisher.version(name, {"model.onnx": scaled_model(tmp_path / "1.onnx", 1.0)})
+    publisher.version(name, {"weights.bin": b"no ONNX model in this version"})
+    publisher.version(name, {"model.onnx": scaled_model(tmp_path / "3.onnx", 3.0)})
+    publisher.alias(name, "production", "1")
+    served = Served(agent.home, agent.server, free_port(), "--follow", f"{name}@production")
+    try:
+        served.wait_ready()
+        hammer = Hammer(served.url, name)
+        wait_until(lambda: hammer.count() >= 5, "answers from version 1")
+        publisher.alias(name, "production", "2")
+        wait_until(lambda: "did not load" in served.output(), "the failed load to be reported")
+        mark = hammer.count()
+        wait_until(lambda: hammer.count() >= mark + 5, "answers after the failed load")
+        publisher.alias(name, "production", "3")
+        wait_until(lambda: hammer.latest() == "3", "the switch to version 3")
+        hammer.finish()
+    finally:
+        assert served.stop() == 0, served.output()
+    assert hammer.failures == []
+    assert {a.version for a in hammer.answers} == {"1", "3"}
+    assert "still serving v1" in served.output()
