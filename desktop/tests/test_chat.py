@@ -124,6 +124,37 @@ def test_cancel_from_another_thread_stops_the_reply_and_the_partial_reply_is_kep
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reply_cancelled_before_it_starts_leaves_the_conversation_usable(backend: str) -> None:
+    gen = generator(backend)
+    conversation = gen.conversation()
+    "".join(conversation.say("hello", GREEDY))
+    unstarted = conversation.say("sing", GREEDY)
+    unstarted.cancel()
+    assert list(unstarted) == []
+    assert (unstarted.finish_reason, unstarted.completion_tokens) == ("stop", 0)
+    reply = "".join(conversation.say("what is modelyard?", GREEDY))
+    assert reply == "".join(gen.complete(conversation.messages[:-1], GREEDY))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_completions_consumed_from_several_threads_at_once_are_each_right(backend: str) -> None:
+    gen = generator(backend)
+    prompts = ["hello", "what is modelyard?", "thanks", "who are you?"] * 2
+    expected = {p: "".join(gen.complete(user(p), GREEDY)) for p in set(prompts)}
+    got: dict[int, str] = {}
+
+    def consume(i: int) -> None:
+        got[i] = "".join(gen.complete(user(prompts[i]), GREEDY))
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(len(prompts))] == [expected[p] for p in prompts]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_seeded_sampling_repeats_and_top_k_1_is_greedy(backend: str) -> None:
     gen = generator(backend)
     hot = Sampling(temperature=3.0, top_k=0, top_p=1.0, max_tokens=12, seed=2)
@@ -228,21 +259,32 @@ def test_chat_repl_keeps_going_after_bad_settings_and_clears(agent: Agent, publi
     assert text.count(">>> ") == 9  # eight inputs, then EOF
 
 
-def test_ctrl_c_stops_a_reply_and_the_repl_goes_on(agent: Agent, publisher: Publisher) -> None:
+def read_until(proc: subprocess.Popen[bytes], marker: bytes, seen: bytes = b"") -> bytes:
+    """Everything the process printed up to and including `marker`."""
+    assert proc.stdout is not None
+    while marker not in seen:
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        assert chunk, f"the REPL ended before printing {marker!r}: {seen.decode()!r}"
+        seen += chunk
+    return seen
+
+
+def test_ctrl_c_stops_a_reply_and_the_repl_goes_on_until_ctrl_c_at_the_prompt(
+        agent: Agent, publisher: Publisher) -> None:
     name = tiny_chat(publisher)
     assert agent("pull", name).code == 0
     proc = spawn_chat(agent, name, "--temperature", "0", "--max-tokens", "4000",
                       "--backend", "onnxruntime")
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None
     proc.stdin.write(b"sing\n")
     proc.stdin.flush()
-    seen = b""
-    while b"la la la" not in seen:
-        chunk = os.read(proc.stdout.fileno(), 4096)
-        assert chunk, "the REPL ended before singing"
-        seen += chunk
+    seen = read_until(proc, b"la la la")
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(b"/clear\nhello\n", timeout=60)
+    proc.stdin.write(b"/clear\nhello\n")
+    proc.stdin.flush()
+    seen = read_until(proc, f"{HELLO}\n>>> ".encode(), seen)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
     text = (seen + out).decode()
     assert proc.returncode == 0, err.decode()
     assert " [stopped]\n" in text

@@ -68,7 +68,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     """Run `chat`: one answer with --prompt, else the REPL."""
     sampling = Sampling(args.temperature, args.top_p, args.top_k, args.max_tokens, args.seed).check()
     folder = model_folder(Cache(settings.home), args.ref)
-    generator = load_generator(folder, backend=args.backend)
+    try:
+        generator = load_generator(folder, backend=args.backend)
+    except KeyboardInterrupt:
+        return 130
     out = sys.stdout
     if args.prompt is not None:
         messages = ([{"role": "system", "content": args.system}] if args.system else [])

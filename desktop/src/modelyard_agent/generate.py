@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard_agent.errors import UsageError
+from modelyard_agent.errors import AgentError, UsageError
 
 CHATML = (
     "{% for message in messages %}"
@@ -42,6 +42,10 @@ _GENAI_PROVIDERS = {"CPUExecutionProvider": "cpu", "CUDAExecutionProvider": "cud
 
 class ContextLengthError(UsageError):
     """The prompt does not fit the model's context."""
+
+
+class GenerationError(AgentError):
+    """The runtime failed while generating."""
 
 
 @dataclass
@@ -156,6 +160,13 @@ class _Detokenizer:
             return after[len(before):]
         return ""
 
+    def flush(self) -> str:
+        """Whatever is held back (an incomplete character decodes as U+FFFD)."""
+        before = self.tokens.decode(self.ids[self.prefix:self.read])
+        after = self.tokens.decode(self.ids[self.prefix:])
+        self.prefix = self.read = len(self.ids)
+        return after[len(before):]
+
 
 @dataclass
 class _State:
@@ -176,8 +187,7 @@ class _Backend:
     provider = ""
     context = DEFAULT_CONTEXT
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling,
-              cancelled: threading.Event) -> Iterator[int]:
+    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
         """Feed state.pending + new, then sample ids one at a time until the caller stops."""
         raise NotImplementedError
 
@@ -213,6 +223,8 @@ class _OrtBackend(_Backend):
                              "and logits, present.*")
         self.with_positions = "position_ids" in inputs
         self.with_mask = "attention_mask" in inputs
+        self.ints = {n: np.int32 if inputs[n].type == "tensor(int32)" else np.int64
+                     for n in ("input_ids", "attention_mask", "position_ids") if n in inputs}
         self.dtypes = {n: _NUMPY.get(inputs[n].type, np.float32) for n in self.past}
         self.shapes = {n: inputs[n].shape for n in self.past}
         self.head_size = head_size
@@ -230,19 +242,18 @@ class _OrtBackend(_Backend):
     def _feed(self, state: _State, ids: list[int]) -> np.ndarray:
         past = state.cache if state.cache is not None else self._empty()
         start = len(state.fed)
-        feeds: dict[str, np.ndarray] = {"input_ids": np.array([ids], dtype=np.int64), **past}
+        feeds: dict[str, np.ndarray] = {"input_ids": np.array([ids], dtype=self.ints["input_ids"]), **past}
         if self.with_mask:
-            feeds["attention_mask"] = np.ones((1, start + len(ids)), dtype=np.int64)
+            feeds["attention_mask"] = np.ones((1, start + len(ids)), dtype=self.ints["attention_mask"])
         if self.with_positions:
-            feeds["position_ids"] = np.arange(start, start + len(ids), dtype=np.int64)[None, :]
+            feeds["position_ids"] = np.arange(start, start + len(ids), dtype=self.ints["position_ids"])[None, :]
         outs = self.session.run(["logits", *self.present], feeds)
         state.prompt_fed = state.prompt_fed or len(ids)
         state.cache = dict(zip(self.past, outs[1:], strict=True))
         state.fed += ids
         return np.asarray(outs[0][0, -1])
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling,
-              cancelled: threading.Event) -> Iterator[int]:
+    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
         rng = np.random.default_rng(sampling.seed)
         ids = state.pending + new
         state.pending = []
@@ -304,8 +315,7 @@ class _GenaiBackend(_Backend):
         state.cache, state.key = generator, key
         return generator
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling,
-              cancelled: threading.Event) -> Iterator[int]:
+    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
         generator = self._generator(state, sampling)
         ids = state.pending + new
         state.pending = []
@@ -338,6 +348,7 @@ class Completion(Iterator[str]):
         self._cancelled = cancelled or threading.Event()
         self._on_done = on_done
         self._lock = threading.Lock()
+        self._tail = ""  # text held back at the end (an incomplete character), given last
 
     def cancel(self) -> None:
         """Stop before the next token (finish_reason "stop"); safe from any thread."""
@@ -355,7 +366,12 @@ class Completion(Iterator[str]):
                 if self.completion_tokens >= self._limit:
                     self._finish("length")
                     break
-                token = next(self._steps)
+                try:
+                    token = next(self._steps)
+                except AgentError:
+                    raise
+                except Exception as exc:  # onnxruntime's errors carry no useful type
+                    raise GenerationError(f"generation failed: {exc}") from exc
                 if token in self._eos:
                     self._finish("stop")
                     break
@@ -364,10 +380,15 @@ class Completion(Iterator[str]):
                 if delta:
                     self.text += delta
                     return delta
+            if self._tail:
+                tail, self._tail = self._tail, ""
+                return tail
             raise StopIteration
 
     def _finish(self, reason: str) -> None:
         self.finish_reason = reason
+        self._tail = self._detok.flush()
+        self.text += self._tail
         self._steps.close()  # type: ignore[attr-defined]
         if self._on_done is not None:
             self._on_done(self)
@@ -398,7 +419,7 @@ class Generator:
         text, ids = self.prompt(messages)
         state = _State()
         cancelled = threading.Event()
-        steps = self._backend.steps(state, ids, sampling, cancelled)
+        steps = self._backend.steps(state, ids, sampling)
         return Completion(self.tokens, steps, self.eos, sampling, self.context - len(ids), len(ids),
                           cancelled=cancelled)
 
@@ -460,9 +481,10 @@ class Conversation:
             self._state = _State()
         state = self._state
         state.prompt_fed = 0
+        cached_text = state.text
         state.text = prompt
         cancelled = threading.Event()
-        steps = gen._backend.steps(state, new, sampling, cancelled)
+        steps = gen._backend.steps(state, new, sampling)
 
         def on_done(completion: Completion) -> None:
             self.last_fed = state.prompt_fed
@@ -471,7 +493,10 @@ class Conversation:
             # The cache holds the prompt and the reply (its last id maybe not fed yet), and the
             # end-of-turn id when the model chose to stop: the text the next turn must extend.
             ended = completion.finish_reason == "stop" and not cancelled.is_set()
-            state.text = prompt + completion.text + (_eos_text(gen, state) if ended else "")
+            if state.prompt_fed == 0:  # cancelled before the prompt went in: the cache is as it was
+                state.text = cached_text
+            else:
+                state.text = prompt + completion.text + (_eos_text(gen, state) if ended else "")
             self._current = None
 
         prompt_tokens = total
