@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,20 @@ def test_the_folder_picks_onnxruntime_genai_and_both_backends_load_on_cpu() -> N
     for backend in BACKENDS:
         assert generator(backend).backend == backend
         assert generator(backend).provider == "CPUExecutionProvider"
+
+
+def test_a_plain_onnx_folder_without_genai_config_or_template_uses_our_loop_and_chatml(
+        tmp_path: Path) -> None:
+    keep = {"model.onnx", "model.onnx.data", "tokenizer.json", "config.json"}
+    for path in TINY.iterdir():
+        if path.name in keep:
+            shutil.copyfile(path, tmp_path / path.name)
+    gen = load_generator(tmp_path)
+    assert gen.backend == "onnxruntime"
+    assert gen.context == 4096
+    assert "".join(gen.complete(user("hello"), GREEDY)) == HELLO
+    with pytest.raises(UsageError, match="no genai_config.json"):
+        load_generator(tmp_path, backend="onnxruntime-genai")
 
 
 @pytest.mark.parametrize("prompt", ["hello", "what is modelyard?", "café", "sing"])

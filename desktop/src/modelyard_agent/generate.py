@@ -499,10 +499,8 @@ class Conversation:
                 state.text = prompt + completion.text + (_eos_text(gen, state) if ended else "")
             self._current = None
 
-        prompt_tokens = total
         self._current = Completion(gen.tokens, steps, gen.eos, sampling, gen.context - total,
-                                   prompt_tokens, on_done=on_done,
-                                   cancelled=cancelled)
+                                   total, on_done=on_done, cancelled=cancelled)
         return self._current
 
     def _settle(self) -> None:
