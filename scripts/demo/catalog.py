@@ -132,9 +132,14 @@ def plans(splits: dict[str, train.Split]) -> list[ModelPlan]:
     ]
 
 
+def prepare() -> dict[str, train.Split]:
+    """The datasets, split (loaded once per process)."""
+    return {name: train.load(name) for name in SPLITS}
+
+
 def seed(publisher: Publisher) -> list[str]:
     """Publish the datasets and classifiers that are missing; the refs the catalog now holds."""
-    splits = {name: train.load(name) for name in SPLITS}
+    splits = prepare()
     refs: list[str] = []
     for split in splits.values():
         for which in ("train", "test"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,20 +16,28 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "scripts" / "export_minilm.py"
 
 
-def _version(source: Path, facts: VersionFacts) -> VersionPlan:
-    """A version holding every file of `source` (hidden files and *.partial aside), pushed in place."""
-    return VersionPlan(lambda _folder: dataclasses.replace(facts, folder=source))
+def _version(source: Path, facts: VersionFacts, *, copy: bool = False) -> VersionPlan:
+    """A version holding every file of `source` (hidden files and *.partial aside): pushed in
+    place, or from a copy (push keeps its resume state in the folder: not in a source folder)."""
+
+    def build(folder: Path) -> VersionFacts:
+        if not copy:
+            return dataclasses.replace(facts, folder=source)
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*", "*.partial", "__pycache__"))
+        return facts
+
+    return VersionPlan(build)
 
 
 def _flat(doc: Any, prefix: str = "") -> dict[str, Any]:
-    """Numbers, strings and booleans of a config file, nested keys joined with dots, as params."""
+    """Numbers, booleans and `type`s of a config file, nested keys joined with dots, as params."""
     out: dict[str, Any] = {}
     if isinstance(doc, dict):
         for key, value in doc.items():
             name = f"{prefix}{key}"
             if isinstance(value, dict):
                 out.update(_flat(value, name + "."))
-            elif isinstance(value, str | int | float | bool) and len(name) <= 128 and len(str(value)) <= 200:
+            elif isinstance(value, int | float | bool) or (isinstance(value, str) and key == "type"):
                 out[name] = value
     return out
 
@@ -51,7 +60,7 @@ def tiny_chat(publisher: Publisher, folder: Path) -> list[str]:
         "demo/tiny-chat", "TEXT_GENERATION", description, {"demo": "true", "owner": "modelyard-demo"},
         [_version(folder, VersionFacts(params=dict(list(params.items())[:60]),
                                        tags={"source": "scripts/models/tiny-chat", "runtime": "onnxruntime-genai"},
-                                       description="Every file of scripts/models/tiny-chat/."))],
+                                       description="Every file of scripts/models/tiny-chat/."), copy=True)],
         {"production": 1},
     )
     return publisher.model(plan)

@@ -7,6 +7,7 @@ the same models to compare their predictions with what the agent runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class Split:
         return "sha256:" + hashlib.sha256(data).hexdigest(), len(data)
 
 
+@functools.cache
 def load(name: str) -> Split:
     """`iris`, `wine` or `digits`, from the files bundled with scikit-learn (no network)."""
     from sklearn import datasets
