@@ -268,3 +268,16 @@ async def test_a_catalog_that_is_not_the_demos_is_left_alone(layout: str, tmp_pa
     assert await catalog() == before
     assert [m["name"] for m in before["models"]["nodes"]] == ["my-model"]
     assert not (data / ".demo-seeded").exists() and not (data / ".demo-seeding").exists()
+
+
+def test_the_tiny_chat_model_is_published_with_every_file_of_its_folder(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    folder = ROOT / "scripts" / "models" / "tiny-chat"
+    if not any(folder.glob("*.onnx")):
+        pytest.skip("scripts/models/tiny-chat holds no model in this checkout")
+    chat = _page(url, "demo/tiny-chat")
+    assert chat["task"] == "TEXT_GENERATION"
+    assert {a["name"] for a in chat["aliases"]} == {"production"}
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    assert sorted(a["path"] for a in chat["by_number"][1]["artifacts"]) == files
+    assert _params(chat["by_number"][1])["model.decoder.num_hidden_layers"] == ("INT", 2)
