@@ -13,6 +13,7 @@ import argparse
 import json
 import posixpath
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def ask_command(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"{folder} holds no text to search")
     hits = index.search(embedder.embed([args.question])[0], args.top)
     if args.json:
-        out: dict[str, Any] = {"ref": manifest.ref, "index": {**stats.__dict__},
+        out: dict[str, Any] = {"ref": manifest.ref, "index": asdict(stats),
                                "results": [summary(h) for h in hits]}
         print(json.dumps(out))
         return 0

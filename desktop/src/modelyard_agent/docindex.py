@@ -22,6 +22,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -183,8 +184,8 @@ class DocIndex:
             with np.load(self.path / "index.npz", allow_pickle=False) as saved:
                 meta = json.loads(bytes(saved["meta"]).decode())
                 vectors = np.asarray(saved["vectors"], dtype=np.float32)
-        except (OSError, ValueError, KeyError):
-            return False
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return False  # missing or damaged: rebuilt from the files
         if (meta.get("model") != self.model_digest or meta.get("chunker") != CHUNKER
                 or meta.get("dim") != dim or vectors.shape[1:] != (dim,)):
             return False

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from modelyard_agent.cache import Artifact
 from modelyard_agent.errors import UsageError
 from modelyard_agent.registry import main_onnx
 from modelyard_agent.runtime import choose_providers
@@ -136,8 +137,6 @@ def find_model(folder: Path) -> Path:
     """The folder's ONNX model: `model.onnx`, else the one `.onnx` nearest the root."""
     if (folder / "model.onnx").is_file():
         return folder / "model.onnx"
-    from modelyard_agent.cache import Artifact
-
     arts = [Artifact(p.relative_to(folder).as_posix(), "", 0) for p in folder.rglob("*.onnx")]
     found = main_onnx(arts)
     if found is None:
