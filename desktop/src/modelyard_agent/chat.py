@@ -117,12 +117,9 @@ def read_message(inp: TextIO, out: TextIO) -> str | None:
     block = False
     prompt = ">>> "
     while True:
-        out.write(prompt)
-        out.flush()
-        line = inp.readline()
-        if not line:
+        line = _read_line(prompt, inp, out)
+        if line is None:
             return "\n".join(lines) if lines else None
-        line = line.rstrip("\n")
         if line.strip() == '"""':
             if block or lines:
                 return "\n".join(lines)
@@ -135,6 +132,21 @@ def read_message(inp: TextIO, out: TextIO) -> str | None:
         lines.append(line)
         if not block:
             return "\n".join(lines)
+
+
+def _read_line(prompt: str, inp: TextIO, out: TextIO) -> str | None:
+    """One line without its newline, None at EOF; with line editing on a terminal."""
+    if inp is sys.stdin and out is sys.stdout and inp.isatty():
+        import readline  # noqa: F401  (gives input() editing and history)
+
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+    out.write(prompt)
+    out.flush()
+    line = inp.readline()
+    return line.removesuffix("\n") if line else None
 
 
 def set_option(sampling: Sampling, words: list[str]) -> Sampling:
