@@ -14,6 +14,10 @@ with ContextLengthError; a reply ends with finish_reason "length" at max_tokens 
 of the context. A `Conversation` keeps its cache across turns and feeds only the new tokens;
 when a turn would not fit it drops the oldest turns (keeping a system message), clears the cache
 and feeds the shortened history again.
+
+Thread safety: a Generator serves completions consumed from many threads at once (each has its
+own cache; onnxruntime-genai steps are serialised by a lock); a Conversation is one user's and
+not shared. A cancelled reply ends with finish_reason "stop".
 """
 
 from __future__ import annotations
@@ -187,8 +191,12 @@ class _Backend:
     provider = ""
     context = DEFAULT_CONTEXT
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
-        """Feed state.pending + new, then sample ids one at a time until the caller stops."""
+    def steps(self, state: _State, new: list[int], sampling: Sampling,
+              length: int | None = None) -> Iterator[int]:
+        """Feed state.pending + new, then sample ids one at a time until the caller stops.
+
+        `length` bounds the sequence (prompt and reply) when it is known; default the context.
+        """
         raise NotImplementedError
 
 
@@ -253,7 +261,8 @@ class _OrtBackend(_Backend):
         state.fed += ids
         return np.asarray(outs[0][0, -1])
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
+    def steps(self, state: _State, new: list[int], sampling: Sampling,
+              length: int | None = None) -> Iterator[int]:
         rng = np.random.default_rng(sampling.seed)
         ids = state.pending + new
         state.pending = []
@@ -295,12 +304,12 @@ class _GenaiBackend(_Backend):
         # One og.Generator step at a time: the model's sessions are shared by every generator.
         self.lock = threading.Lock()
 
-    def _generator(self, state: _State, sampling: Sampling) -> Any:
+    def _generator(self, state: _State, sampling: Sampling, length: int) -> Any:
         key = (sampling.greedy, sampling.temperature, sampling.top_p, sampling.top_k, sampling.seed)
         if state.cache is not None and state.key == key:
             return state.cache
         params = self.og.GeneratorParams(self.model)
-        options: dict[str, Any] = {"max_length": self.context, "do_sample": not sampling.greedy}
+        options: dict[str, Any] = {"max_length": length, "do_sample": not sampling.greedy}
         if not sampling.greedy:
             options.update(temperature=sampling.temperature, top_p=sampling.top_p,
                            top_k=sampling.top_k or 0)
@@ -315,8 +324,10 @@ class _GenaiBackend(_Backend):
         state.cache, state.key = generator, key
         return generator
 
-    def steps(self, state: _State, new: list[int], sampling: Sampling) -> Iterator[int]:
-        generator = self._generator(state, sampling)
+    def steps(self, state: _State, new: list[int], sampling: Sampling,
+              length: int | None = None) -> Iterator[int]:
+        # genai sizes its KV buffers for max_length up front: a one-off reply asks for no more.
+        generator = self._generator(state, sampling, length or self.context)
         ids = state.pending + new
         state.pending = []
         with self.lock:
@@ -419,7 +430,8 @@ class Generator:
         text, ids = self.prompt(messages)
         state = _State()
         cancelled = threading.Event()
-        steps = self._backend.steps(state, ids, sampling)
+        steps = self._backend.steps(state, ids, sampling,
+                                    min(self.context, len(ids) + sampling.max_tokens))
         return Completion(self.tokens, steps, self.eos, sampling, self.context - len(ids), len(ids),
                           cancelled=cancelled)
 
