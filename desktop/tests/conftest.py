@@ -8,6 +8,7 @@ import io
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import pytest
 from modelyard_agent.cli import main
 
 ADMIN = "myd_" + "a" * 43
+EXPORT_MINILM = Path(__file__).resolve().parents[2] / "scripts" / "export_minilm.py"
 
 
 def free_port() -> int:
@@ -244,3 +246,25 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mounting a tmpfs needs root")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    """The export's output folder, built once per version of the script."""
+    key = hashlib.sha256(EXPORT_MINILM.read_bytes()).hexdigest()[:16]
+    base = Path.home() / ".cache" / "modelyard-tests"
+    out = base / f"minilm-{key}"
+    if (out / "report.json").is_file():
+        return out
+    tmp = base / f"minilm-{key}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(EXPORT_MINILM), "--out", str(tmp)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "report.json" in done.stdout
+    try:
+        tmp.rename(out)
+    except OSError:  # another session finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

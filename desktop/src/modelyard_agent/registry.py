@@ -169,9 +169,18 @@ class CacheRegistry:
         hits = [m for m in pulled if f"{name}@{version}" in m.pulled_as]
         return max(hits, key=lambda m: m.pulled_at) if hits else None
 
-    def resolve(self, name: str, version: str | None) -> LocalModel | None:
-        """The pulled version (number, alias it was pulled as, or None for the highest)."""
+    def manifest(self, name: str, version: str | None) -> Manifest | None:
+        """The complete pulled version `name` and `version` (number, alias, None) stand for."""
         manifest = self._pick(name, version)
         if manifest is None or not self.cache.complete(manifest):
             return None
-        return local_model(self.cache, manifest)
+        return manifest
+
+    def folder(self, manifest: Manifest) -> Path:
+        """The version's folder of files under their artifact paths."""
+        return materialise(self.cache, manifest)
+
+    def resolve(self, name: str, version: str | None) -> LocalModel | None:
+        """The pulled version (number, alias it was pulled as, or None for the highest)."""
+        manifest = self.manifest(name, version)
+        return None if manifest is None else local_model(self.cache, manifest)

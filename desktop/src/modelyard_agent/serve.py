@@ -40,6 +40,7 @@ from modelyard_agent.config import Settings
 from modelyard_agent.errors import AgentError, UsageError
 from modelyard_agent.follow import Change, Follower
 from modelyard_agent.oip import oip_routes
+from modelyard_agent.openai_api import ApiError, Workers, openai_routes, warm
 from modelyard_agent.registry import CacheRegistry, local_model
 from modelyard_agent.runtime import LoadedModel, Runtime
 from modelyard_agent.tensors import InferenceError
@@ -203,13 +204,22 @@ def _key(manifest: Manifest) -> str:
 class Swapper:
     """Switches followed aliases to their new version: load first, switch, then retire the old."""
 
-    def __init__(self, cache: Cache, models: CacheRegistry, runtime: Runtime, drain: Drain,
-                 say: Callable[[str], None], on_switch: Callable[[dict[str, int]], None]) -> None:
+    def __init__(self, cache: Cache, models: CacheRegistry, runtime: Runtime, workers: Workers,
+                 drain: Drain, say: Callable[[str], None],
+                 on_switch: Callable[[dict[str, int]], None]) -> None:
         self.cache, self.models, self.runtime, self.drain = cache, models, runtime, drain
+        self.workers = workers
         self.say, self.on_switch = say, on_switch
         self.tg: anyio.abc.TaskGroup | None = None
 
     async def _warm(self, manifest: Manifest) -> None:
+        """Load what requests will use: the generator or embedder for those tasks, else the
+        OIP session."""
+        try:
+            if await warm(self.workers, self.models, manifest):
+                return
+        except ApiError as exc:
+            raise AgentError(exc.message) from None
         model = await anyio.to_thread.run_sync(local_model, self.cache, manifest)
         await self.runtime.session(f"{model.name}:{model.version}", model.path)
 
@@ -249,6 +259,7 @@ class Swapper:
             await self.drain.wait_before(generation)
         if all(_key(m) != _key(old) for m in self.models.followed().values()):
             self.runtime.unload(_key(old))
+            self.workers.unload(_key(old))
 
 
 class _Stopped(Exception):
@@ -264,14 +275,16 @@ def _say(line: str) -> None:
 
 
 def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
+        workers: Workers | None = None,
         say: Callable[[str], None] = _say,
         on_switch: Callable[[dict[str, int]], None] = lambda following: None) -> Starlette:
     """The local app over the cache: its routes share one CacheRegistry (which knows the
     followed aliases); the idle-session reaper and the followers run in its lifespan."""
     models = CacheRegistry(cache)
     drain = Drain()
-    swapper = Swapper(cache, models, runtime, drain, say, on_switch)
-    routes: list[BaseRoute] = [*oip_routes(models, runtime)]
+    workers = workers or Workers(idle_ttl=runtime.idle_ttl, providers=runtime.providers)
+    swapper = Swapper(cache, models, runtime, workers, drain, say, on_switch)
+    routes: list[BaseRoute] = [*oip_routes(models, runtime), *openai_routes(models, workers)]
 
     async def follow(follower: Follower) -> None:
         try:
@@ -284,6 +297,7 @@ def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
         async with anyio.create_task_group() as tg:
             swapper.tg = tg
             tg.start_soon(runtime.reap)
+            tg.start_soon(workers.reap)
             for follower in followers:
                 if follower.current is None:
                     say((await anyio.to_thread.run_sync(follower.resolve)).line())
@@ -327,14 +341,23 @@ def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL
         try:
             for follower in followers:
                 _say(follower.resolve().line())
-            runtime = TrackedRuntime(idle_ttl, lambda keys: mark.update(loaded=keys))
+            held: dict[str, list[str]] = {"runtime": [], "workers": []}
+
+            def report(kind: str, keys: list[str]) -> None:
+                held[kind] = keys
+                mark.update(loaded=sorted(set(held["runtime"]) | set(held["workers"])))
+
+            runtime = TrackedRuntime(idle_ttl, lambda keys: report("runtime", keys))
+            workers = Workers(idle_ttl=idle_ttl, providers=runtime.providers,
+                              on_loaded=lambda keys: report("workers", keys))
             server = uvicorn.Server(uvicorn.Config(
-                app(cache, runtime, followers,
+                app(cache, runtime, followers, workers=workers,
                     on_switch=lambda following: mark.update(following=following)),
                 host=host, port=port, log_level="warning",
             ))
             shown = f"[{host}]" if ":" in host else host
-            print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2)", flush=True)
+            print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2, OpenAI-style: /v1)",
+                  flush=True)
             server.run(sockets=[sock])
         except (_Stopped, KeyboardInterrupt):  # uvicorn re-raises the signal after shutting down
             pass

@@ -1,0 +1,361 @@
+"""Agent benchmark: pull, local inference over OIP HTTP, and chat, each against its bare baseline.
+
+Everything runs on loopback in one fresh temp dir; the registry is the real `modelyard serve` and
+the local server the real `modelyard-agent serve`, each in its own process.
+
+    pull        `modelyard-agent pull` (parallel ranged GETs, sha256 while streaming, fsync, rename)
+                of a version of N files, into an empty cache; baseline: plain streamed GETs of the
+                same blobs to files, one after another, no hashing, no fsync (what curl does)
+    infer       p50/p95 of `POST /v2/models/<m>/infer` (JSON, and binary tensors) on a kept-alive
+                connection, against `session.run` on the same inputs in this process, for a tiny
+                linear model and for all-MiniLM-L6-v2 (exported by scripts/export_minilm.py)
+    chat        tokens per second generating `--tokens` tokens at temperature 0 on the tiny chat
+                model (scripts/models/tiny-chat): the agent's Generator on both backends and the
+                OpenAI-style streaming endpoint, against a bare onnxruntime-genai loop
+                (`append_tokens` + `generate_next_token`) in this process
+
+    python scripts/bench/agent.py --quick        # 64 MiB pull, fewer repetitions
+    python scripts/bench/agent.py [--pull-size 1GiB] [--files 4] [--requests 500] [--tokens 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+from machine import command_line, git_state, machine
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "desktop" / "tests"))
+
+MiB = 1024**2
+ADMIN = "myd_" + "b" * 43
+TINY_CHAT = ROOT / "scripts" / "models" / "tiny-chat"
+MINILM_CACHE = Path.home() / ".cache" / "modelyard-bench" / "minilm"
+SENTENCE = "The registry keeps every model version with its lineage, params and metrics."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited at start")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not become ready")
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], ready_url: str, what: str) -> Iterator[None]:
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(ready_url, proc, what)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.95))]
+
+
+def timed(fn: Callable[[], Any], n: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+class Registry:
+    """Publishes versions to the registry with plain HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}, timeout=600)
+
+    def gql(self, query: str, **variables: Any) -> dict[str, Any]:
+        body = self.http.post(f"{self.url}/graphql", json={"query": query, "variables": variables}).json()
+        if body.get("errors"):
+            raise SystemExit(f"registry: {body['errors']}")
+        return dict(body["data"])
+
+    def publish(self, model: str, folder: Path, task: str) -> str:
+        self.gql("mutation($i: CreateModelInput!) { createModel(input: $i) { name } }",
+                 i={"name": model, "task": task})
+        arts = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(MiB):
+                    h.update(chunk)
+            dig = f"sha256:{h.hexdigest()}"
+            with path.open("rb") as f:
+                r = self.http.put(f"{self.url}/api/blobs/{dig}", content=iter(lambda: f.read(MiB), b""))
+            r.raise_for_status()
+            arts.append({"path": path.relative_to(folder).as_posix(), "digest": dig})
+        out = self.gql("mutation($i: CreateVersionInput!) { createVersion(input: $i) { ref } }",
+                       i={"model": model, "artifacts": arts})
+        return str(out["createVersion"]["ref"])
+
+
+def agent(home: Path, server: str, *argv: str) -> str:
+    env = {**os.environ, "MODELYARD_AGENT_HOME": str(home), "MODELYARD_SERVER": server}
+    done = subprocess.run([sys.executable, "-m", "modelyard_agent", *argv], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"modelyard-agent {' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def bench_pull(tmp: Path, reg: Registry, size: int, files: int) -> list[str]:
+    folder = tmp / "pull-src"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(files):
+        with (folder / f"part-{i}.bin").open("wb") as f:
+            for _ in range(size // files // MiB):
+                f.write(rng.bytes(MiB))
+    ref = reg.publish("bench-pull", folder, "OTHER")
+    blobs = reg.gql("query($r: String!) { version(ref: $r) { artifacts { digest size } } }",
+                    r=ref)["version"]["artifacts"]
+    plain_dir = tmp / "plain"
+    plain_dir.mkdir()
+
+    def plain() -> None:
+        with httpx.Client(timeout=600) as http:
+            for b in blobs:
+                with http.stream("GET", f"{reg.url}/api/blobs/{b['digest']}") as r, \
+                        (plain_dir / b["digest"][7:]).open("wb") as f:
+                    for chunk in r.iter_raw(MiB):
+                        f.write(chunk)
+
+    runs: dict[str, list[float]] = {"plain": [], "agent": []}
+    for i in range(3):
+        t = time.perf_counter()
+        plain()
+        runs["plain"].append(time.perf_counter() - t)
+        home = tmp / f"agent-home-{i}"
+        t = time.perf_counter()
+        agent(home, reg.url, "pull", ref)
+        runs["agent"].append(time.perf_counter() - t)
+    best = {k: min(v) for k, v in runs.items()}
+    total = sum(int(b["size"]) for b in blobs)
+    rate = {k: total / MiB / v for k, v in best.items()}
+    return [
+        f"| pull {total // MiB} MiB in {files} files | {best['agent']:.2f} s ({rate['agent']:.0f} MiB/s) "
+        f"| plain streamed GETs {best['plain']:.2f} s ({rate['plain']:.0f} MiB/s) "
+        f"| {best['agent'] / best['plain']:.2f}× the time |",
+        "  (agent time includes starting its process, sha256 of every byte, fsync and rename; best of 3)",
+    ]
+
+
+def oip_infer(url: str, model: str, inputs: dict[str, np.ndarray], binary: bool) -> Callable[[], Any]:
+    import tritonclient.http as triton  # the client the issue names; it keeps its connection open
+
+    client = triton.InferenceServerClient(url.removeprefix("http://"), connection_timeout=30,
+                                          network_timeout=30)
+    dtypes = {np.dtype("float32"): "FP32", np.dtype("int64"): "INT64"}
+    tensors = []
+    for name, array in inputs.items():
+        t = triton.InferInput(name, list(array.shape), dtypes[array.dtype])
+        t.set_data_from_numpy(array, binary_data=binary)
+        tensors.append(t)
+    outs = None
+
+    def call() -> Any:
+        return client.infer(model, tensors, outputs=outs)
+
+    return call
+
+
+def bench_infer(tmp: Path, reg: Registry, minilm: Path | None, n: int) -> list[str]:
+    from models import linear_model
+
+    tiny = tmp / "tiny"
+    linear_model(tiny / "model.onnx")
+    reg.publish("bench-tiny", tiny, "OTHER")
+    home = tmp / "serve-home"
+    agent(home, reg.url, "pull", "bench-tiny")
+    models = [("bench-tiny", tiny / "model.onnx", {"x": np.ones((1, 4), np.float32)})]
+    if minilm is not None:
+        from tokenizers import Tokenizer
+
+        reg.publish("bench-minilm", minilm, "FEATURE_EXTRACTION")
+        agent(home, reg.url, "pull", "bench-minilm")
+        enc = Tokenizer.from_file(str(minilm / "tokenizer.json")).encode(SENTENCE)
+        feed = {"input_ids": np.array([enc.ids], np.int64),
+                "attention_mask": np.array([enc.attention_mask], np.int64),
+                "token_type_ids": np.array([enc.type_ids], np.int64)}
+        models.append(("bench-minilm", minilm / "model.onnx", feed))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    env = {"MODELYARD_AGENT_HOME": str(home), "MODELYARD_SERVER": reg.url}
+    with process([sys.executable, "-m", "modelyard_agent", "serve", "--port", str(port)], env,
+                 f"{url}/v2/health/ready", "modelyard-agent serve"):
+        for name, path, feed in models:
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            raw = percentiles(timed(lambda s=session, f=feed: s.run(None, f), n))
+            for binary in (False, True):
+                http = percentiles(timed(oip_infer(url, name, feed, binary), n))
+                label = f"{name.removeprefix('bench-')} OIP {'binary' if binary else 'JSON'}"
+                rows.append(f"| {label} | {http[0]:.3f} / {http[1]:.3f} ms | session.run "
+                            f"{raw[0]:.3f} / {raw[1]:.3f} ms | +{http[0] - raw[0]:.3f} ms "
+                            f"({http[0] / raw[0]:.1f}×) |")
+    return rows
+
+
+def bare_genai_tokens_per_second(folder: Path, prompt_ids: list[int], tokens: int) -> float:
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(do_sample=False, max_length=len(prompt_ids) + tokens,
+                              min_length=len(prompt_ids) + tokens)
+    gen = og.Generator(model, params)
+    t = time.perf_counter()
+    gen.append_tokens(prompt_ids)
+    made = 0
+    while not gen.is_done() and made < tokens:
+        gen.generate_next_token()
+        made += 1
+    return made / (time.perf_counter() - t)
+
+
+def bench_chat(tmp: Path, reg: Registry, tokens: int) -> list[str]:
+    from modelyard_agent.generate import Sampling, load_generator
+
+    messages = [{"role": "user", "content": "Tell me a long story about model registries."}]
+    sampling = Sampling(temperature=0.0, max_tokens=tokens)
+    rows = []
+    rates = {}
+    for backend in ("onnxruntime-genai", "onnxruntime"):
+        gen = load_generator(TINY_CHAT, backend=backend)
+        best = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            completion = gen.complete(messages, sampling)
+            for _ in completion:
+                pass
+            best = max(best, completion.completion_tokens / (time.perf_counter() - t))
+        rates[backend] = best
+        prompt_tokens = completion.prompt_tokens
+    from tokenizers import Tokenizer
+
+    # The bare loop gets the same prompt length (its ids need not be the chat-templated ones).
+    ids = Tokenizer.from_file(str(TINY_CHAT / "tokenizer.json")).encode(messages[0]["content"]).ids
+    ids = (ids * (prompt_tokens // max(len(ids), 1) + 1))[:prompt_tokens]
+    bare = max(bare_genai_tokens_per_second(TINY_CHAT, ids, tokens) for _ in range(3))
+    for backend, rate in rates.items():
+        rows.append(f"| chat, Generator on {backend} | {rate:.0f} tokens/s | bare onnxruntime-genai "
+                    f"loop {bare:.0f} tokens/s | {rate / bare:.2f}× |")
+    home = tmp / "chat-home"
+    reg.publish("bench-chat", TINY_CHAT, "TEXT_GENERATION")
+    agent(home, reg.url, "pull", "bench-chat")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"MODELYARD_AGENT_HOME": str(home), "MODELYARD_SERVER": reg.url}
+    with process([sys.executable, "-m", "modelyard_agent", "serve", "--port", str(port)], env,
+                 f"{url}/v2/health/ready", "modelyard-agent serve"), httpx.Client(timeout=120) as http:
+        best = 0.0
+        for _ in range(4):
+            body = {"model": "bench-chat", "messages": messages, "stream": True, "temperature": 0,
+                    "max_tokens": tokens, "stream_options": {"include_usage": True}}
+            t = time.perf_counter()
+            made = 0
+            with http.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: {"):
+                        chunk = json.loads(line[6:])
+                        if chunk.get("usage"):
+                            made = chunk["usage"]["completion_tokens"]
+            best = max(best, made / (time.perf_counter() - t))
+    rows.append(f"| chat, /v1/chat/completions streaming | {best:.0f} tokens/s | bare onnxruntime-genai "
+                f"loop {bare:.0f} tokens/s | {best / bare:.2f}× |")
+    rows.append(f"  ({tokens} tokens at temperature 0, best of 3–4 runs; the tiny model makes per-token "
+                "overhead dominate, which is what this measures)")
+    return rows
+
+
+def minilm_folder(skip: bool) -> Path | None:
+    if skip:
+        return None
+    out = MINILM_CACHE
+    if not (out / "fp32" / "model.onnx").is_file():
+        print(f"exporting all-MiniLM-L6-v2 to {out} (once) …", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "export_minilm.py"), "--out", str(out)],
+                       check=True, stdout=subprocess.DEVNULL)
+    return out / "fp32"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="64 MiB pull, 200 requests, 64 tokens")
+    p.add_argument("--pull-size", type=int, help="bytes to pull (default 1 GiB; quick 64 MiB)")
+    p.add_argument("--files", type=int, default=4)
+    p.add_argument("--requests", type=int, help="infer requests per case (default 500; quick 200)")
+    p.add_argument("--tokens", type=int, help="tokens per chat reply (default 200; quick 64)")
+    p.add_argument("--no-minilm", action="store_true", help="skip MiniLM (needs torch to export)")
+    args = p.parse_args(argv)
+    size = args.pull_size or (64 * MiB if args.quick else 1024 * MiB)
+    n = args.requests or (200 if args.quick else 500)
+    tokens = args.tokens or (64 if args.quick else 200)
+    print(f"$ {command_line()}\ncommit {git_state()}; {machine()}; onnxruntime {ort.__version__}; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    minilm = minilm_folder(args.no_minilm)
+    with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp_name:
+        tmp = Path(tmp_name)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {"MODELYARD_ADMIN_TOKEN": ADMIN}
+        with process([sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port),
+                      "--data-dir", str(tmp / "registry")], env, f"{url}/healthz", "modelyard serve"):
+            reg = Registry(url)
+            print("| case | modelyard-agent | baseline in the same run | ratio |\n|---|---|---|---|")
+            for row in bench_pull(tmp, reg, size, args.files):
+                print(row, flush=True)
+            for row in bench_infer(tmp, reg, minilm, n):
+                print(row, flush=True)
+            for row in bench_chat(tmp, reg, tokens):
+                print(row, flush=True)
+    print("\ninfer: p50 / p95 over", n, "requests (tritonclient, one kept-alive connection)")
+
+
+if __name__ == "__main__":
+    main()
