@@ -178,6 +178,9 @@ def test_seeded_sampling_repeats_and_top_k_1_is_greedy(backend: str) -> None:
     others = {"".join(gen.complete(user("hello"), Sampling(temperature=3.0, top_k=0, top_p=1.0,
                                                            max_tokens=12, seed=s))) for s in (3, 4, 5)}
     assert len(others | {runs[0]}) > 1
+    for seed in (-5, 2**40):  # any integer an API client may send
+        wide = Sampling(temperature=3.0, top_k=0, top_p=1.0, max_tokens=12, seed=seed)
+        assert len({"".join(gen.complete(user("hello"), wide)) for _ in range(2)}) == 1
     top1 = gen.complete(user("tell me a story"), Sampling(temperature=2.0, top_k=1, seed=9))
     assert "".join(top1) == "".join(gen.complete(user("tell me a story"), GREEDY))
 

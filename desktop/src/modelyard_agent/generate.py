@@ -263,7 +263,7 @@ class _OrtBackend(_Backend):
 
     def steps(self, state: _State, new: list[int], sampling: Sampling,
               length: int | None = None) -> Iterator[int]:
-        rng = np.random.default_rng(sampling.seed)
+        rng = np.random.default_rng(None if sampling.seed is None else sampling.seed % 2**64)
         ids = state.pending + new
         state.pending = []
         while True:
@@ -314,7 +314,7 @@ class _GenaiBackend(_Backend):
             options.update(temperature=sampling.temperature, top_p=sampling.top_p,
                            top_k=sampling.top_k or 0)
             if sampling.seed is not None:
-                options["random_seed"] = sampling.seed
+                options["random_seed"] = sampling.seed % 2**31  # genai takes an int32; -1 is random
         params.set_search_options(**options)
         with self.lock:
             generator = self.og.Generator(self.model, params)
