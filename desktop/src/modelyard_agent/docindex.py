@@ -2,17 +2,19 @@
 
 Passages: a file is split into blocks at blank lines and, in Markdown, before every heading (fenced
 code stays whole). A heading alone joins the block after it, so the passage carries its topic.
-Blocks over MAX_WORDS words are cut at line ends (long lines at word boundaries) into passages of
-at most MAX_WORDS words. Each passage keeps its file (relative, `/`-separated) and 1-based line.
+Blocks over MAX_WORDS words are cut into passages of at most MAX_WORDS words, at a line end when
+one falls in the second half of the window. Whitespace is collapsed. Each passage keeps its file
+(relative, `/`-separated) and the 1-based line it starts on.
 
 The index of one model and one folder lives in
 
     <home>/indexes/<sha256(model manifest digest, absolute folder)>/index.npz
 
 holding the vectors (float32 [passages, dim]) and a JSON `meta`: per file its size, mtime_ns,
-sha256 and passages. A file whose size and mtime_ns match is reused unread; one whose bytes hash
-the same is reused too (a touch); any other is re-chunked and re-embedded; a vanished file drops
-its passages. The file is replaced atomically (temp file + rename).
+sha256 and passages. A file whose size and mtime_ns match is reused unread (unless it was modified
+just before it was last read); one whose bytes hash the same is reused too (a touch); any other
+is re-chunked and re-embedded; a vanished file drops its passages. The file is replaced
+atomically (temp file + rename).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import json
 import os
 import re
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +34,9 @@ from typing import Any, Protocol
 import numpy as np
 
 MAX_WORDS = 200
+# A file modified this close to when it was read may change again within the same mtime tick
+# (git's "racy clean" problem; FAT's mtime ticks are 2 s): its size and mtime are not trusted.
+RACY_NS = 2_000_000_000
 SUFFIXES = (".txt", ".md", ".markdown")
 # Bumped whenever chunking changes: an index built by other rules is rebuilt.
 CHUNKER = "blocks-v1"
@@ -229,9 +235,11 @@ class DocIndex:
             try:
                 st = path.stat()
                 entry = old.get(name)
-                if entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns:
+                if (entry and entry["size"] == st.st_size and entry["mtime_ns"] == st.st_mtime_ns
+                        and entry["mtime_ns"] < entry.get("read_ns", 0) - RACY_NS):
                     fresh[name] = entry
                     continue
+                read_ns = time.time_ns()
                 data = path.read_bytes()
             except OSError as exc:
                 warn(f"skipped {name}: {exc.strerror or exc}")
@@ -239,7 +247,8 @@ class DocIndex:
                 continue
             sha = hashlib.sha256(data).hexdigest()
             if entry and entry["sha256"] == sha:
-                fresh[name] = {**entry, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+                fresh[name] = {**entry, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                               "read_ns": read_ns}
                 touched = True
                 continue
             text = decode(data)
@@ -249,7 +258,7 @@ class DocIndex:
                 continue
             passages = chunk(name, text)
             fresh[name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha,
-                           "passages": [{"line": p.line, "text": p.text} for p in passages]}
+                           "read_ns": read_ns, "passages": [{"line": p.line, "text": p.text} for p in passages]}
             todo.append((name, fresh[name]))
         texts = [p["text"] for _, entry in todo for p in entry["passages"]]
         vectors = embedder.embed(texts)
