@@ -751,10 +751,14 @@ class Result:
 
 
 def measure(label: str, system: str, c: Counted, reps: int, warmup: int,
-            op: Callable[[int], object], check: Callable[[object], None] | None = None) -> Result:
-    """`warmup` untimed calls, then `reps` timed ones; requests counted per call."""
+            op: Callable[[int], object], check: Callable[[object], None] | None = None,
+            prepare: Callable[[int], None] | None = None) -> Result:
+    """`warmup` untimed calls, then `reps` timed ones (each after an untimed `prepare`);
+    requests counted per call."""
     res = Result(label, system, [], set())
     for i in range(warmup + reps):
+        if prepare:
+            prepare(i)
         before = c.requests
         started = time.perf_counter()
         out = op(i)
@@ -926,19 +930,37 @@ def measure_blobs(run: Run, my: Counted, ml: Counted, st: MlflowState, my_proc: 
     print(f"measuring {opts.blob_reps} uploads and downloads each (1 untimed first; load "
           f"{os.getloadavg()[0]:.2f}) …", flush=True)
 
-    def upload(kind: str) -> Callable[[int], object]:
-        def op(i: int) -> object:
+    syncs: dict[str, list[float]] = {"my": [], "ml": []}
+    no_hash: list[float] = []
+
+    def sync_after(kind: str) -> Callable[[int], None]:
+        def prepare(i: int) -> None:
+            """Untimed: time os.sync() of what the previous upload left unflushed; a new file."""
+            started = time.perf_counter()
+            os.sync()
+            if i:
+                syncs[kind].append(time.perf_counter() - started)
             counters["patch"] += 1
             patch_file(src, counters["patch"])
             os.sync()
+        return prepare
+
+    def fresh_download(i: int) -> None:
+        dst.unlink(missing_ok=True)
+        os.sync()
+
+    def upload(kind: str) -> Callable[[int], object]:
+        def op(i: int) -> object:
             counters[kind] += 1
             v = new_version(rng, "bench-blob", counters[kind], opts.params, None)
             proc = my_proc if kind == "my" else ml_proc
             with PeakRss(proc.proc.pid) as peak:
                 if kind == "my":
                     t: dict[str, float] = {}
+                    started = time.perf_counter()
                     ref = my_upload(my, src, v, t)
                     hashes.append(t["hash"])
+                    no_hash.append(time.perf_counter() - started - t["hash"])
                 else:
                     ref = ml_upload(ml, st, src, v)
             rss[f"{kind} up"].append(peak.peak - peak.before)
@@ -949,8 +971,6 @@ def measure_blobs(run: Run, my: Counted, ml: Counted, st: MlflowState, my_proc: 
 
     def download(kind: str) -> Callable[[int], object]:
         def op(i: int) -> object:
-            dst.unlink(missing_ok=True)
-            os.sync()
             proc = my_proc if kind == "my" else ml_proc
             with PeakRss(proc.proc.pid) as peak:
                 if kind == "my":
@@ -961,16 +981,22 @@ def measure_blobs(run: Run, my: Counted, ml: Counted, st: MlflowState, my_proc: 
             return None
         return op
 
-    a = measure(label_up, "modelyard", my, opts.blob_reps, 1, upload("my"))
-    b = measure(label_up, "MLflow", ml, opts.blob_reps, 1, upload("ml"))
+    a = measure(label_up, "modelyard", my, opts.blob_reps, 1, upload("my"), prepare=sync_after("my"))
+    sync_after("my")(1)
+    b = measure(label_up, "MLflow", ml, opts.blob_reps, 1, upload("ml"), prepare=sync_after("ml"))
+    sync_after("ml")(1)
     mib = lambda n: f"{max(n) / MIB:.0f}"  # noqa: E731
-    run.rows.append((a, b, f"modelyard: sha256 of the file first (p50 {fmt_t(statistics.median(hashes))}, "
-                           "included), PUT /api/blobs, createVersion; MLflow: runs/create + log-batch, "
-                           "PUT mlflow-artifacts, runs/update, model-versions/create. Server RSS growth "
-                           f"(process tree, peak): modelyard +{mib(rss['my up'])} MiB, MLflow +{mib(rss['ml up'])} MiB"))
+    med = lambda xs: fmt_t(statistics.median(xs))  # noqa: E731
+    run.rows.append((a, b, f"modelyard: sha256 of the file first (p50 {med(hashes)}, included; without it "
+                           f"{med(no_hash)}), PUT /api/blobs, createVersion; MLflow: runs/create + log-batch, "
+                           "PUT mlflow-artifacts, runs/update, model-versions/create. modelyard fsyncs the "
+                           "blob before answering, MLflow does not: an untimed os.sync() right after took "
+                           f"p50 {med(syncs['ml'])} after MLflow, {med(syncs['my'])} after modelyard. Server RSS "
+                           f"growth (process tree, peak): modelyard +{mib(rss['my up'])} MiB, "
+                           f"MLflow +{mib(rss['ml up'])} MiB"))
     src.unlink()
-    a = measure(label_down, "modelyard", my, opts.blob_reps, 1, download("my"))
-    b = measure(label_down, "MLflow", ml, opts.blob_reps, 1, download("ml"))
+    a = measure(label_down, "modelyard", my, opts.blob_reps, 1, download("my"), prepare=fresh_download)
+    b = measure(label_down, "MLflow", ml, opts.blob_reps, 1, download("ml"), prepare=fresh_download)
     run.rows.append((a, b, "to a file + fsync, no hashing on either side (modelyard's own client also "
                            "verifies sha256). modelyard: GraphQL artifacts + GET blob; MLflow: "
                            "get-download-uri + list artifacts + GET file. Server RSS growth: "
