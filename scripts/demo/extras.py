@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import subprocess
@@ -67,14 +68,18 @@ def tiny_chat(publisher: Publisher, folder: Path) -> list[str]:
 
 
 def export_minilm(out: Path) -> None:
-    """Run scripts/export_minilm.py into `out` unless a finished export (report.json) is there."""
-    if (out / "report.json").exists() and (out / "fp32" / "model.onnx").exists() and (out / "int8" / "model.onnx").exists():
-        say(f"demo: using the export in {out}")
-        return
+    """Run scripts/export_minilm.py into `out` unless that script already finished an export there."""
     if not EXPORT.exists():
         raise SystemExit(f"demo: {EXPORT.relative_to(ROOT)} is missing: cannot export all-MiniLM-L6-v2")
+    stamp = out / ".exported-by"  # the script's digest: a changed script exports again
+    script = hashlib.sha256(EXPORT.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == script and (out / "report.json").exists():
+        say(f"demo: using the export in {out}")
+        return
     say(f"demo: exporting all-MiniLM-L6-v2 (fp32 and int8) into {out} …")
+    stamp.unlink(missing_ok=True)
     subprocess.run([sys.executable, str(EXPORT), "--out", str(out)], check=True)
+    stamp.write_text(script + "\n")
 
 
 CARD = """# all-MiniLM-L6-v2{suffix}
