@@ -212,6 +212,8 @@ class Proc:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    startup: float = 0.0
+    rss: int = 0
 
     def tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -242,9 +244,10 @@ def process(name: str, argv: list[str], env: dict[str, str], cwd: Path, health: 
                                 preexec_fn=_die_with_parent)
     p = Proc(name, proc, f"http://127.0.0.1:{port}", log)
     try:
-        seconds = _wait_ready(p, health)
-        print(f"  {name}: pid {proc.pid}, {p.url}, up in {seconds:.1f} s, "
-              f"RSS {tree_rss(proc.pid) / MIB:.0f} MiB (process tree)", flush=True)
+        p.startup = _wait_ready(p, health)
+        p.rss = tree_rss(proc.pid)
+        print(f"  {name}: pid {proc.pid}, {p.url}, up in {p.startup:.1f} s, "
+              f"RSS {p.rss / MIB:.0f} MiB (process tree)", flush=True)
         yield p
         if proc.poll() is not None:
             raise RuntimeError(f"{name} died during the benchmark:\n{p.tail()}")
@@ -773,7 +776,7 @@ def measure(label: str, system: str, c: Counted, reps: int, warmup: int,
 
 
 def fmt(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 def fmt_t(seconds: float) -> str:
@@ -816,6 +819,9 @@ def execute(opts: Options, root: Path, mlflow_version: str) -> Run:
         my = Counted(my_proc.url, {"Authorization": f"Bearer {ADMIN_SECRET}"})
         ml = Counted(ml_proc.url)
         st = MlflowState()
+        run.notes.append(f"Start-up to the first answer and RSS of the process tree then: modelyard "
+                         f"{my_proc.startup:.1f} s, {my_proc.rss / MIB:.0f} MiB; MLflow {ml_proc.startup:.1f} s, "
+                         f"{ml_proc.rss / MIB:.0f} MiB")
         try:
             extra = ["bench-create", "bench-blob"]
             print(f"\nseeding {opts.models} × {opts.versions} versions × {opts.params} params "
