@@ -83,8 +83,10 @@ def test_serve_follow_switches_without_a_failed_request_and_catches_up_after_a_c
 
         wait_until(lambda: _loaded(agent) == {f"{name}:1": False, f"{name}:2": False,
                                               f"{name}:3": True}, "old versions unloaded")
-        column = {line.split()[0]: line.split()[1] for line in agent("ls").out.splitlines()}
-        assert column == {f"{name}:1": "-", f"{name}:2": "-", f"{name}:3": "loaded"}
+        header, *lines = agent("ls").out.splitlines()
+        assert header.split()[:2] == ["REF", "LOADED"]
+        column = {line.split()[0]: line.split()[1] for line in lines}
+        assert column == {f"{name}:1": "-", f"{name}:2": "-", f"{name}:3": "yes"}
         for path in (name, f"{name}/versions/production"):  # the alias as a version: same answer
             assert httpx.get(f"{served.url}/v2/models/{path}").json()["versions"] == ["3"]
         assert httpx.get(f"{served.url}/v2/models/{name}/versions/1").json()["versions"] == ["1"]

@@ -103,7 +103,8 @@ def ask_command(args: argparse.Namespace, settings: Settings) -> int:
                                "results": [summary(h) for h in hits]}
         print(json.dumps(out))
         return 0
-    print(stats.line(), file=sys.stderr)
+    sys.stdout.flush()
+    print(stats.line(), file=sys.stderr, flush=True)
     for rank, hit in enumerate(hits, start=1):
         print(f"{rank}. {hit.score:.3f}  {hit.passage.file}:{hit.passage.line}")
         print(f"   {trim(hit.passage.text)}")

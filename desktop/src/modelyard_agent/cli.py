@@ -89,10 +89,16 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         rows = manage.ls(cache)
         if args.json:
             print(json.dumps([r.__dict__ for r in rows]))
-        for r in rows if not args.json else []:
-            print(f"{r.ref:<30} {'loaded' if r.loaded else '-':<6} {r.manifest_digest[:19]} "
-                  f"{human(r.size):>10} shared {human(r.shared):>10} "
-                  f"{r.pulled_at} {','.join(r.pulled_as)}{'' if r.complete else ' INCOMPLETE'}")
+        elif rows:
+            width = max(len(r.ref) for r in rows)
+            print(f"{'REF':<{width}}  {'LOADED':<6}  {'DIGEST':<19}  {'SIZE':>10}  {'SHARED':>10}  "
+                  f"{'PULLED AT':<25}  PULLED AS")
+            for r in rows:
+                print(f"{r.ref:<{width}}  {'yes' if r.loaded else '-':<6}  {r.manifest_digest[:19]}  "
+                      f"{human(r.size):>10}  {human(r.shared):>10}  {r.pulled_at:<25}  "
+                      f"{','.join(r.pulled_as)}{'' if r.complete else '  INCOMPLETE'}")
+        else:
+            print("nothing pulled yet: `modelyard-agent pull REF`")
     elif args.command == "rm":
         serve.refuse_if_served(settings.home, args.ref)
         removed = manage.rm(cache, args.ref)

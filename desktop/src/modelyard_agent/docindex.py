@@ -143,10 +143,11 @@ def chunk(file: str, text: str) -> list[Passage]:
 
 
 def scan(folder: Path) -> list[Path]:
-    """The text files under `folder`, hidden files and folders skipped, sorted."""
+    """The text files under `folder`, hidden and generated folders (`node_modules`,
+    `__pycache__`, `*.egg-info`, virtualenvs) skipped, sorted."""
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _generated(d))
         found += [Path(root, f) for f in sorted(files)
                   if not f.startswith(".") and f.lower().endswith(SUFFIXES)]
     return found
@@ -294,3 +295,11 @@ class DocIndex:
 def summary(hit: Hit) -> dict[str, Any]:
     """A hit as JSON-ready values."""
     return {"score": round(hit.score, 4), **asdict(hit.passage)}
+
+
+_GENERATED = {"node_modules", "__pycache__", "site-packages", "venv"}
+
+
+def _generated(name: str) -> bool:
+    """Folders of installed or generated files, which hold no notes worth searching."""
+    return name in _GENERATED or name.endswith(".egg-info")

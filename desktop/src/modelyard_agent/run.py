@@ -58,4 +58,11 @@ def run(cache: Cache, ref: str, input_path: Path) -> str:
     except InferenceError as exc:
         raise UsageError(f"{manifest.ref}: {' '.join(str(exc).split())}") from None
     body, _ = encode_infer_response(model.name, model.version, outputs)
-    return json.dumps(json.loads(body), indent=2)
+    return format_response(json.loads(body))
+
+
+def format_response(doc: dict[str, Any]) -> str:
+    """The infer response as JSON with one output per line (readable, and still one document)."""
+    head = {k: v for k, v in doc.items() if k != "outputs"}
+    lines = [json.dumps(o) for o in doc.get("outputs", [])]
+    return json.dumps(head)[:-1] + ', "outputs": [\n  ' + ",\n  ".join(lines) + "\n]}"
