@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -190,6 +191,25 @@ def test_lineage_links_fine_tuned_and_distilled_models(seeded: tuple[Path, str, 
     assert {"relation": "FINE_TUNED_FROM", "parent": {"ref": "demo/digits-mlp:1"}} in ancestors["lineage"]["edges"]
     wine = _page(url, "demo/wine-classifier")
     assert _params(wine["by_number"][1])["algorithm"] == ("STRING", "RandomForestClassifier")
+
+
+def test_the_readme_quick_start_query_shows_params_metrics_and_lineage(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```graphql\n(.*?)```", readme, re.S) if '"demo/' in b]
+    assert blocks, "the README's quick start has no query on the demo catalog"
+    for block in blocks:
+        data = gql(url, block)
+        page = data["model"]
+        assert {a["name"] for a in page["aliases"]} == {"production", "staging"}
+        nodes = {v["ref"]: v for v in page["versions"]["nodes"]}
+        assert set(nodes) == {f"demo/iris-classifier:{n}" for n in (1, 2, 3)}
+        v1 = nodes["demo/iris-classifier:1"]
+        assert {"C", "max_iter"} <= {p["key"] for p in v1["params"]}
+        assert "accuracy" in {m["key"] for m in v1["metrics"]}
+        assert {"demo/iris@train", "demo/iris@test"} <= {e["parent"].get("ref") for e in v1["parents"]}
+        assert {e["parent"]["ref"] for e in data["lineage"]["edges"]} >= {
+            "demo/digits-mlp:2", "demo/digits-mlp:1", "demo/digits@train"}
 
 
 def test_seeding_leaves_no_working_token_and_records_what_it_seeded(seeded: tuple[Path, str, str]) -> None:

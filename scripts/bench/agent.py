@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "desktop" / "tests"))
 MiB = 1024**2
 ADMIN = "myd_" + "b" * 43
 TINY_CHAT = ROOT / "scripts" / "models" / "tiny-chat"
-MINILM_CACHE = Path.home() / ".cache" / "modelyard-bench" / "minilm"
+MINILM_CACHE = Path.home() / ".cache" / "modelyard-tests"
 SENTENCE = "The registry keeps every model version with its lineage, params and metrics."
 
 
@@ -314,13 +314,17 @@ def bench_chat(tmp: Path, reg: Registry, tokens: int) -> list[str]:
 
 
 def minilm_folder(skip: bool) -> Path | None:
+    """The exported MiniLM, shared with the tests' cache (keyed by the export script's hash)."""
     if skip:
         return None
-    out = MINILM_CACHE
-    if not (out / "fp32" / "model.onnx").is_file():
+    script = ROOT / "scripts" / "export_minilm.py"
+    out = MINILM_CACHE / f"minilm-{hashlib.sha256(script.read_bytes()).hexdigest()[:16]}"
+    if not (out / "report.json").is_file():
         print(f"exporting all-MiniLM-L6-v2 to {out} (once) …", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "export_minilm.py"), "--out", str(out)],
-                       check=True, stdout=subprocess.DEVNULL)
+        tmp = out.with_name(out.name + ".tmp")
+        subprocess.run([sys.executable, str(script), "--out", str(tmp)], check=True,
+                       stdout=subprocess.DEVNULL)
+        tmp.rename(out)
     return out / "fp32"
 
 
