@@ -3,6 +3,7 @@
     <home>/blobs/sha256/<hex>            verified bytes, never rewritten
     <home>/blobs/sha256/<hex>.partial    an unfinished download, resumed by the next pull
     <home>/manifests/<name>/<number>.json
+    <home>/manifests/.changed             replaced on every manifest write or removal (see `stamp`)
     <home>/quarantine/<hex>              blobs `verify` found corrupt
     <home>/locks/<hex>                   held while a process downloads that blob
 """
@@ -144,6 +145,28 @@ class Cache:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+        self._changed()
+
+    def _changed(self) -> None:
+        """Replace the stamp file: readers holding a snapshot of the manifests see it is stale."""
+        self.manifest_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_dir / f".changed.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_bytes(os.urandom(8))
+        os.replace(tmp, self.manifest_dir / ".changed")
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Identity of the stamp file (inode, mtime): it changes whenever a manifest is written or
+        removed, so a reader can keep the manifests it read while the stamp stays the same.
+        Caches written before the stamp existed get one now."""
+        path = self.manifest_dir / ".changed"
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            if not self.manifest_dir.is_dir():
+                return None
+            self._changed()
+            st = path.stat()
+        return st.st_ino, st.st_mtime_ns
 
     def find(self, ref: Ref) -> Manifest | None:
         """The cached version a ref names, as far as the cache can tell without the server."""
@@ -166,6 +189,7 @@ class Cache:
     def remove(self, manifest: Manifest) -> None:
         """Forget a pulled version; its blobs stay until `gc`."""
         self.manifest_path(manifest.name, manifest.number).unlink(missing_ok=True)
+        self._changed()
 
     def complete(self, manifest: Manifest) -> bool:
         """Whether every blob of the version is cached."""

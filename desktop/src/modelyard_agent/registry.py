@@ -126,11 +126,25 @@ def local_model(cache: Cache, manifest: Manifest) -> LocalModel:
 
 
 class CacheRegistry:
-    """The ModelRegistry of the agent's cache, read afresh on every call (pulls show up live)."""
+    """The ModelRegistry of the agent's cache. Pulls show up live: the manifests are read again
+    whenever the cache's stamp changed (one stat per request otherwise), and a version's folder
+    is materialised once and then only checked."""
 
     def __init__(self, cache: Cache) -> None:
         self.cache = cache
         self._followed: dict[tuple[str, str], Manifest] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._pulled: list[Manifest] = []
+        self._models: dict[tuple[str, int, str], LocalModel] = {}
+
+    def pulled(self) -> list[Manifest]:
+        """Every pulled version (a snapshot kept while the cache's stamp stays the same)."""
+        stamp = self.cache.stamp()  # read before the manifests: a write in between shows next time
+        if stamp is None or stamp != self._stamp:
+            self._pulled = list(self.cache.manifests())
+            self._models.clear()  # a re-pull (after `verify`) may bring new blobs to link
+            self._stamp = stamp
+        return self._pulled
 
     def follow(self, name: str, alias: str, manifest: Manifest) -> Manifest | None:
         """From now on `name` (and `name` version `alias`) means this version; returns the one it
@@ -152,14 +166,14 @@ class CacheRegistry:
 
     def names(self) -> list[str]:
         """Names with at least one pulled ONNX version."""
-        pulled = {m.name for m in self.cache.manifests() if main_onnx(m.artifacts)}
+        pulled = {m.name for m in self.pulled() if main_onnx(m.artifacts)}
         return sorted(pulled | {n for n, _ in self._followed})
 
     def _pick(self, name: str, version: str | None) -> Manifest | None:
         followed = self.current(name, version)
         if followed is not None:
             return followed
-        pulled = [m for m in self.cache.manifests() if m.name == name and main_onnx(m.artifacts)]
+        pulled = [m for m in self.pulled() if m.name == name and main_onnx(m.artifacts)]
         if not pulled:
             return None
         if version is None:
@@ -183,4 +197,10 @@ class CacheRegistry:
     def resolve(self, name: str, version: str | None) -> LocalModel | None:
         """The pulled version (number, alias it was pulled as, or None for the highest)."""
         manifest = self.manifest(name, version)
-        return None if manifest is None else local_model(self.cache, manifest)
+        if manifest is None:
+            return None
+        key = (manifest.name, manifest.number, manifest.manifest_digest)
+        model = self._models.get(key)
+        if model is None or not model.path.is_file():
+            model = self._models[key] = local_model(self.cache, manifest)
+        return model
