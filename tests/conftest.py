@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,18 +60,49 @@ def pg_database() -> Iterator[str]:
     _run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite catalog with every migration applied, by `modelyard migrate`."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "catalog.db"
+    subprocess.run([sys.executable, "-m", "modelyard.cli", "migrate", "--database-url", f"sqlite://{path}"],
+                   check=True, capture_output=True)
+    return path
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty catalog database of each kind; migrations run when the app starts."""
     if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        for suffix in ("", "-wal", "-shm"):  # a migrated catalog: saves Tortoise's planning per test
+            if template.with_name(template.name + suffix).exists():
+                shutil.copyfile(template.with_name(template.name + suffix), tmp_path / f"catalog.db{suffix}")
         return f"sqlite://{tmp_path / 'catalog.db'}"
     url: str = request.getfixturevalue("pg_database")
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await _empty_catalog(conn)
     finally:
         await conn.close()
     return url
+
+
+MIGRATIONS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "src" / "modelyard" / "db"
+                                       / "migrations").glob("0*.py"))
+
+
+async def _empty_catalog(conn: asyncpg.Connection) -> None:
+    """Empty every table of a fully migrated catalog (the app then finds nothing to migrate, which
+    saves ~0.9 s of Tortoise's migration planning per test); anything else starts from no schema."""
+    migrated = await conn.fetchval("SELECT to_regclass('public.tortoise_migrations') IS NOT NULL")
+    applied = sorted(await conn.fetch("SELECT name FROM tortoise_migrations")) if migrated else []
+    if [r["name"] for r in applied] != MIGRATIONS:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        return
+    tables = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                              "AND tablename <> 'tortoise_migrations'")
+    names = ", ".join(f'"{r["tablename"]}"' for r in tables)
+    await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
 
 
 ADMIN_SECRET = "myd_" + "a" * 43  # seeded by the app as the admin token `admin-env`
