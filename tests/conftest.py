@@ -42,10 +42,10 @@ def _run_sync(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
-    name = f"modelyard_test_{uuid.uuid4().hex[:12]}"
+@contextlib.contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (no schema yet), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(PG_ADMIN_URL)
@@ -55,9 +55,17 @@ def pg_database() -> Iterator[str]:
             await conn.close()
 
     _run_sync(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base}/{name}"
-    _run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        _run_sync(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with fresh_database("modelyard_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import websockets
@@ -31,7 +30,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from tests.conftest import ADMIN_SECRET, PG_ADMIN_URL, GraphQLClient, free_port
+from tests.conftest import ADMIN_SECRET, GraphQLClient, free_port, fresh_database
 
 QUIET = 0.6  # how long "nothing more arrives" is watched for
 TIMEOUT = 10.0  # generous: a missing event fails, a slow machine does not
@@ -178,20 +177,8 @@ def private_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 @pytest.fixture(scope="module")
 def fresh_pg_url() -> Iterator[str]:
     """An empty PostgreSQL database of its own (no schema yet), dropped afterwards."""
-    name = f"modelyard_events_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_database("modelyard_events") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

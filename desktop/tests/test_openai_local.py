@@ -203,6 +203,9 @@ def test_unknown_models_and_wrong_tasks_answer_openai_errors(local: Local) -> No
     ("embeddings", {"input": ""}, "input"),
     ("embeddings", {"input": "hi", "encoding_format": "int8"}, "encoding_format"),
     ("embeddings", {"input": "hi", "dimensions": 128}, "dimensions"),
+    ("embeddings", {"input": ["hi"] * 2049}, "input"),
+    ("chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0},
+     "max_completion_tokens"),
 ])
 def test_bad_requests_are_400_with_the_parameter_named(local: Local, path: str, body: dict[str, object],
                                                         param: str) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -146,7 +147,8 @@ class _Routes:
                 {"error": f"{path.action} takes {wanted}, not {request.method}"},
                 405, headers={"Allow": wanted},
             )
-        model = self.models.resolve(path.name, path.version)
+        # Reading manifests and linking a version's files is disk work: not on the event loop.
+        model = await anyio.to_thread.run_sync(self.models.resolve, path.name, path.version)
         if model is None:
             what = path.name if path.version is None else f"{path.name} version {path.version}"
             return _error(f"unknown model {what}: pull it first", 404)

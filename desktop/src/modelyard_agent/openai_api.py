@@ -204,6 +204,19 @@ def chat_messages(value: Any) -> list[dict[str, str]]:
     return out
 
 
+def sampling_from(body: dict[str, Any]) -> Sampling:
+    """The request's sampling settings (Sampling's defaults for those not given), or a 400."""
+    given = {
+        "temperature": _number(body, "temperature", 0, 2),
+        "top_p": _number(body, "top_p", 0, 1, low_open=True),
+        "top_k": _number(body, "top_k", 0, integer=True),
+        "max_tokens": (_number(body, "max_completion_tokens", 1, integer=True)
+                       or _number(body, "max_tokens", 1, integer=True)),
+        "seed": _number(body, "seed", -(2**63), integer=True),
+    }
+    return Sampling(**{k: v for k, v in given.items() if v is not None})
+
+
 def _stops(value: Any) -> list[str]:
     if value is None:
         return []
@@ -335,24 +348,10 @@ class _Routes:
     async def chat(self, request: Request) -> Response:
         try:
             body = await _json_body(request)
-            manifest = self.resolve(body.get("model"), CHAT_TASK)
+            manifest = await anyio.to_thread.run_sync(self.resolve, body.get("model"), CHAT_TASK)
             messages = chat_messages(body.get("messages"))
             _number(body, "n", 1, 1, integer=True)  # one choice only
-            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-            sampling = Sampling()
-            temperature = _number(body, "temperature", 0, 2)
-            top_p = _number(body, "top_p", 0, 1, low_open=True)
-            top_k = _number(body, "top_k", 0, integer=True)
-            seed = _number(body, "seed", -(2**63), integer=True)
-            if max_tokens is not None:
-                max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", 1, integer=True)
-            sampling = Sampling(
-                temperature=sampling.temperature if temperature is None else float(temperature),
-                top_p=sampling.top_p if top_p is None else float(top_p),
-                top_k=sampling.top_k if top_k is None else int(top_k),
-                max_tokens=sampling.max_tokens if max_tokens is None else int(max_tokens),
-                seed=None if seed is None else int(seed),
-            )
+            sampling = sampling_from(body)
             stops = _stops(body.get("stop"))
             stream = body.get("stream", False)
             if not isinstance(stream, bool):
@@ -428,7 +427,7 @@ class _Routes:
     async def embeddings(self, request: Request) -> Response:
         try:
             body = await _json_body(request)
-            manifest = self.resolve(body.get("model"), EMBED_TASK)
+            manifest = await anyio.to_thread.run_sync(self.resolve, body.get("model"), EMBED_TASK)
             texts = embedding_inputs(body.get("input"))
             fmt = body.get("encoding_format") or "float"
             if fmt not in ("float", "base64"):
