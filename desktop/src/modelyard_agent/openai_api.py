@@ -47,6 +47,7 @@ MAX_EMBED_INPUTS = 2048
 ROLES = {"system", "user", "assistant", "developer"}
 
 T = TypeVar("T")
+LOADERS: dict[str, Callable[..., Any]] = {CHAT_TASK: load_generator, EMBED_TASK: load_embedder}
 
 
 class ApiError(Exception):
@@ -147,6 +148,12 @@ class Workers:
                 self._report()
             held.last_used = self.clock()
             return held.value  # type: ignore[no-any-return]
+
+    async def model(self, versions: Versions, manifest: Manifest) -> Any:
+        """The version's loaded generator (text-generation) or embedder (feature-extraction)."""
+        loader = LOADERS[manifest.task]
+        folder = await anyio.to_thread.run_sync(versions.folder, manifest)
+        return await self.get(key_of(manifest), lambda: loader(folder, providers=self.providers))
 
     async def reap(self, interval: float | None = None) -> None:
         """Evict idle objects forever (run in a task group; cancel to stop)."""
@@ -333,18 +340,6 @@ class _Routes:
         return ApiError(404, f"model {wanted} is not pulled", param="model",
                         code="model_not_found").response()
 
-    async def generator(self, manifest: Manifest) -> Generator:
-        """The version's loaded generator."""
-        folder = await anyio.to_thread.run_sync(self.versions.folder, manifest)
-        return await self.workers.get(
-            key_of(manifest), lambda: load_generator(folder, providers=self.workers.providers))
-
-    async def embedder(self, manifest: Manifest) -> Embedder:
-        """The version's loaded embedder."""
-        folder = await anyio.to_thread.run_sync(self.versions.folder, manifest)
-        return await self.workers.get(
-            key_of(manifest), lambda: load_embedder(folder, providers=self.workers.providers))
-
     async def chat(self, request: Request) -> Response:
         try:
             body = await _json_body(request)
@@ -359,7 +354,7 @@ class _Routes:
             options = body.get("stream_options") or {}
             include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
             key = key_of(manifest)
-            generator = await self.generator(manifest)
+            generator: Generator = await self.workers.model(self.versions, manifest)
             completion = await anyio.to_thread.run_sync(generator.complete, messages, sampling)
         except ApiError as exc:
             return exc.response()
@@ -434,7 +429,7 @@ class _Routes:
                 raise ApiError(400, f"encoding_format must be float or base64, not {fmt!r}",
                                param="encoding_format", code="invalid_value")
             key = key_of(manifest)
-            embedder = await self.embedder(manifest)
+            embedder: Embedder = await self.workers.model(self.versions, manifest)
             dims = _number(body, "dimensions", 1, integer=True)
             if dims is not None and dims != embedder.dim:
                 raise ApiError(400, f"{key} gives {embedder.dim} dimensions; it cannot give {dims}",
@@ -478,13 +473,9 @@ def key_of(manifest: Manifest) -> str:
 
 async def warm(workers: Workers, versions: Versions, manifest: Manifest) -> bool:
     """Load a text-generation or feature-extraction version's worker; False for other tasks."""
-    routes = _Routes(versions, workers)
-    if manifest.task == CHAT_TASK:
-        await routes.generator(manifest)
-    elif manifest.task == EMBED_TASK:
-        await routes.embedder(manifest)
-    else:
+    if manifest.task not in LOADERS:
         return False
+    await workers.model(versions, manifest)
     return True
 
 
