@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hostile import FakeRegistry, Running, snapshot, stray
 from modelyard_agent.cli import main
 
 ADMIN = "myd_" + "a" * 43
@@ -194,6 +195,27 @@ class Agent:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@contextlib.contextmanager
+def agent_serving(env: dict[str, str], *args: str) -> Iterator[str]:
+    """`modelyard-agent serve` in a child process on a free port, until the block ends; its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "modelyard_agent", "serve", "--port", str(port), *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "agent serve did not start"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("server-data"))
@@ -268,3 +290,44 @@ def minilm() -> Path:
     except OSError:  # another session finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+@dataclass
+class Jail:
+    """An agent home deep inside a folder whose every other path is snapshotted: `check()` fails
+    if anything was written outside the home, or inside it where the cache would not write."""
+
+    root: Path
+    home: Path
+    before: dict[str, tuple[int, int]]
+
+    def check(self) -> None:
+        assert snapshot(self.root, self.home) == self.before, "something was written outside the cache"
+        assert stray(self.home) == [], "something was written where the cache would not write"
+
+
+@pytest.fixture
+def jail(tmp_path: Path) -> Jail:
+    root = tmp_path / "jail"
+    home = root / "l1" / "l2" / "l3" / "l4" / "home"
+    home.mkdir(parents=True)
+    (root / "l1" / "precious.txt").write_text("keep me")
+    return Jail(root, home, snapshot(root, home))
+
+
+@pytest.fixture
+def fake_registry() -> Iterator[FakeRegistry]:
+    registry = FakeRegistry()
+    running = Running(registry.app())
+    registry.url = running.url
+    yield registry
+    running.stop()
+
+
+@pytest.fixture
+def jailed(jail: Jail, fake_registry: FakeRegistry, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Agent:
+    """The agent on the jail's home, talking to the fake registry."""
+    monkeypatch.delenv("MODELYARD_TOKEN", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return Agent(jail.home, fake_registry.url, monkeypatch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,13 @@ def test_progress_shows_bytes_rate_and_eta_on_a_terminal_only() -> None:
     quiet = io.StringIO()
     Progress(10, "m:1", quiet).advance(5)
     assert quiet.getvalue() == ""
+
+
+def test_the_readme_documents_every_setting() -> None:
+    """Every environment variable and config key the agent reads is in desktop/README.md."""
+    readme = (SRC.parents[1] / "README.md").read_text()
+    config = (SRC / "config.py").read_text()
+    variables = set(re.findall(r'"(MODELYARD_[A-Z_]+)"', config))
+    keys = set(re.findall(r'saved\.get\("([a-z_]+)"\)', config))
+    assert {"MODELYARD_AGENT_ALLOWED_ORIGINS", "allowed_origins"} <= variables | keys
+    assert [v for v in sorted(variables | keys) if f"`{v}" not in readme] == []

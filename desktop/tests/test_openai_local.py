@@ -7,7 +7,6 @@ import base64
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from conftest import Publisher, Server, free_port
+from conftest import Publisher, Server, agent_serving
 from models import linear_model
 from modelyard_agent.embed import load_embedder
 from modelyard_agent.generate import Sampling, load_generator
@@ -61,22 +60,8 @@ def local(server: Server, publisher: Publisher, minilm: Path,
     for name in names:
         subprocess.run([sys.executable, "-m", "modelyard_agent", "pull", name], env=env, check=True,
                        capture_output=True)
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "modelyard_agent", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "agent serve did not start"
-        time.sleep(0.1)
-    yield Local(url, *names, home=home)
-    proc.terminate()
-    proc.wait(10)
+    with agent_serving(env) as url:
+        yield Local(url, *names, home=home)
 
 
 def user(text: str) -> list[dict[str, str]]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from models import linear_model
-from modelyard_agent.cache import Artifact, Cache, Manifest, sha256_file
+from modelyard_agent.cache import Cache, sha256_file
+from modelyard_agent.manifest import Artifact, Manifest
 from modelyard_agent.registry import CacheRegistry
 
 

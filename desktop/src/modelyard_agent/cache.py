@@ -13,61 +13,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-from modelyard_agent.errors import UsageError
+from modelyard_agent.errors import InvalidInputError, UsageError
+from modelyard_agent.manifest import Manifest
 from modelyard_agent.refs import Ref, check_digest
 
 CHUNK = 1 << 20
-
-
-@dataclass
-class Artifact:
-    """One file of a version."""
-
-    path: str
-    digest: str
-    size: int
-    media_type: str = "application/octet-stream"
-
-
-@dataclass
-class Manifest:
-    """What the agent knows of one pulled version."""
-
-    name: str
-    number: int
-    ref: str
-    manifest_digest: str
-    artifacts: list[Artifact]
-    task: str = "other"
-    signature: dict[str, Any] | None = None
-    pulled_as: list[str] = field(default_factory=list)
-    pulled_at: str = ""
-
-    @property
-    def size(self) -> int:
-        """Total bytes of its distinct blobs."""
-        return sum({a.digest: a.size for a in self.artifacts}.values())
-
-    def to_json(self) -> str:
-        """The manifest file's text."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        """Read a manifest file's text, checking every digest (they become file names)."""
-        data = json.loads(text)
-        arts = [Artifact(**a) for a in data.pop("artifacts")]
-        for a in arts:
-            check_digest(a.digest)
-        return cls(artifacts=arts, **data)
 
 
 def sha256_file(path: Path) -> str:
@@ -97,6 +52,13 @@ class Cache:
         self.manifest_dir = home / "manifests"
         self.quarantine_dir = home / "quarantine"
 
+    def inside(self, path: Path) -> Path:
+        """`path` if, symlinks and `..` resolved, it lies under the home: checked before every
+        write whose path holds a name that came from a registry or an archive."""
+        if not path.resolve().is_relative_to(self.home.resolve()):
+            raise InvalidInputError(f"{path} is outside the cache {self.home}; refusing to write it")
+        return path
+
     def blob(self, digest: str) -> Path:
         """Where a verified blob lives."""
         return self.blob_dir / check_digest(digest).removeprefix("sha256:")
@@ -108,9 +70,9 @@ class Cache:
     @contextlib.contextmanager
     def locked(self, digest: str) -> Iterator[None]:
         """Hold the blob's download lock: two pulls in two terminals never write one `.partial`."""
-        locks = self.home / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with (locks / check_digest(digest).removeprefix("sha256:")).open("a") as f:
+        lock = self.inside(self.home / "locks" / check_digest(digest).removeprefix("sha256:"))
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released by the kernel even on SIGKILL
             try:
                 yield
@@ -130,12 +92,12 @@ class Cache:
         """Every pulled version, by name then number."""
         if not self.manifest_dir.is_dir():
             return
-        found = [Manifest.from_json(p.read_text()) for p in self.manifest_dir.rglob("*.json")]
+        found = [Manifest.from_json(p.read_text(), str(p)) for p in self.manifest_dir.rglob("*.json")]
         yield from sorted(found, key=lambda m: (m.name, m.number))
 
     def save(self, manifest: Manifest) -> None:
         """Write a manifest atomically; written last, so it only ever names cached blobs."""
-        path = self.manifest_path(manifest.name, manifest.number)
+        path = self.inside(self.manifest_path(manifest.name, manifest.number))
         path.parent.mkdir(parents=True, exist_ok=True)
         # A name of its own: two pulls of one version may save at the same moment.
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")

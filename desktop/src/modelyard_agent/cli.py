@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard_agent import assist, chat, config, follow, manage, registry, serve
+from modelyard_agent import archive, assist, chat, config, follow, manage, registry, serve
 from modelyard_agent.cache import Cache
 from modelyard_agent.errors import AgentError, UsageError
+from modelyard_agent.guard import Access
 from modelyard_agent.progress import human
 from modelyard_agent.pull import pull
 from modelyard_agent.run import run as run_model
@@ -54,6 +55,12 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds before an unused model is unloaded")
     s.add_argument("--follow", action="append", default=[], metavar="NAME@ALIAS",
                    help="serve the version the alias names, switching as it moves (repeatable)")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="answer this Host name too, beside loopback (repeatable; default: "
+                        "$MODELYARD_AGENT_ALLOWED_HOSTS)")
+    s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from this origin (scheme://host[:port]) call the server, with "
+                        "CORS (repeatable; default: $MODELYARD_AGENT_ALLOWED_ORIGINS)")
     s = sub.add_parser("run", parents=[common], help="run a pulled ONNX version once, offline")
     s.add_argument("ref")
     s.add_argument("--input", type=Path, required=True, help="OIP-shaped .json, or .npy for one input")
@@ -120,11 +127,14 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         for m in manage.outdated(cache, settings):
             print(f"{m.pulled_as}: cached {m.cached}, server {m.server or 'gone'}")
     elif args.command == "export":
-        print(f"exported {manage.export(cache, args.ref, args.file).ref} to {args.file}")
+        print(f"exported {archive.export(cache, args.ref, args.file).ref} to {args.file}")
     elif args.command == "import":
-        print(f"imported {manage.import_(cache, args.file).ref}")
+        print(f"imported {archive.import_(cache, args.file).ref}")
     elif args.command == "serve":
-        serve.serve(cache, args.host, args.port, args.idle_ttl, follow=args.follow, settings=settings)
+        access = Access.build(args.allow_host or settings.allowed_hosts,
+                              args.allow_origin or settings.allowed_origins, bound=args.host)
+        serve.serve(cache, args.host, args.port, args.idle_ttl, follow=args.follow, settings=settings,
+                    access=access)
     elif args.command == "run":
         print(run_model(cache, args.ref, args.input))
     return 0

@@ -1,17 +1,30 @@
-"""Talking to the registry: one GraphQL query per ref, blob bytes with Range and redirects."""
+"""Talking to the registry: one GraphQL query per ref, blob bytes with Range and redirects.
+
+Nothing the registry sends is trusted: a GraphQL answer is read up to `MAX_ANSWER` bytes and
+`ANSWER_DEADLINE` seconds (an endless or trickling answer is cut, never buffered whole), the
+version in it is checked field by field (`Manifest.from_server`), the body of an error answer for
+a blob is not read at all, and blob bytes are read only up to the size the manifest declares.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from modelyard_agent.errors import ServerError, TransferError
+from modelyard_agent.errors import InvalidInputError, ServerError, TransferError
+from modelyard_agent.manifest import Manifest
+from modelyard_agent.refs import Ref
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+# A version of 10,000 artifacts with long paths and a signature is a few MiB of JSON.
+MAX_ANSWER = 16 << 20
+ANSWER_DEADLINE = 120.0
 
 VERSION_QUERY = """
 query AgentVersion($ref: String!) {
@@ -33,9 +46,11 @@ def describe(exc: httpx.HTTPError) -> str:
 class Client:
     """A connection to one registry; the token goes only to that registry."""
 
-    def __init__(self, server: str, token: str | None, timeout: float = 30.0) -> None:
+    def __init__(self, server: str, token: str | None, timeout: float = 30.0,
+                 deadline: float = ANSWER_DEADLINE) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.server = server
+        self.deadline = deadline
         self.http = httpx.Client(base_url=server, headers=headers, timeout=timeout)
 
     def __enter__(self) -> Client:
@@ -44,24 +59,52 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.http.close()
 
-    def version(self, ref: str) -> dict[str, Any] | None:
-        """The version a ref names now, or None when the server knows no such version."""
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The GraphQL answer document (`data`, `errors`), read within the size and time caps."""
         try:
-            response = self.http.post("/graphql", json={"query": VERSION_QUERY, "variables": {"ref": ref}})
+            with self.http.stream("POST", "/graphql", json={"query": query, "variables": variables or {}}) as response:
+                body = self._read_capped(response)
         except httpx.HTTPError as exc:
             raise TransferError(f"cannot reach {self.server}: {describe(exc)}") from exc
         try:
-            body = response.json()
-        except ValueError as exc:
-            raise ServerError(f"{self.server} answered HTTP {response.status_code}, not GraphQL") from exc
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or not isinstance(doc.get("errors") or [], list):
+            raise ServerError(f"{self.server} answered HTTP {response.status_code}, not GraphQL")
+        return doc
+
+    def _read_capped(self, response: httpx.Response) -> bytes:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_ANSWER:
+            raise InvalidInputError(self._too_large())
+        body = bytearray()
+        stop = time.monotonic() + self.deadline
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER:
+                raise InvalidInputError(self._too_large())
+            if time.monotonic() > stop:
+                raise TransferError(f"{self.server} took more than {self.deadline:.0f} s to answer")
+        return bytes(body)
+
+    def _too_large(self) -> str:
+        return f"{self.server} sent an answer larger than {MAX_ANSWER >> 20} MiB; refusing it"
+
+    def version(self, ref: Ref) -> Manifest | None:
+        """The version a ref names now, checked to be that version, or None when the server
+        knows no such version."""
+        body = self.graphql(VERSION_QUERY, {"ref": ref.text})
         errors = body.get("errors") or []
-        codes = {(e.get("extensions") or {}).get("code") for e in errors}
+        codes = {(e.get("extensions") or {}).get("code") for e in errors if isinstance(e, dict)}
         if "NOT_FOUND" in codes:
             return None
         if errors:
-            raise ServerError(f"{ref}: {errors[0].get('message', 'server error')}")
-        data = (body.get("data") or {}).get("version")
-        return data if isinstance(data, dict) else None
+            first = errors[0] if isinstance(errors[0], dict) else {}
+            raise ServerError(f"{ref.text}: {str(first.get('message', 'server error'))[:500]}")
+        data = body.get("data")
+        data = data.get("version") if isinstance(data, dict) else None
+        return None if data is None else Manifest.from_server(data, ref, self.server)
 
     @contextlib.contextmanager
     def blob(self, digest: str, start: int) -> Iterator[httpx.Response]:
@@ -81,7 +124,7 @@ class Client:
             raise TransferError(f"{digest}: more than {MAX_REDIRECTS} redirects")
         try:
             if response.status_code not in (200, 206):
-                response.read()
+                # The body is not read: a hostile server could make it endless.
                 raise ServerError(f"{digest}: the server answered HTTP {response.status_code}")
             yield response
         finally:

@@ -36,6 +36,9 @@ class Settings:
     server: str
     token: str | None
     offline: bool = False
+    # Beyond loopback: host names and web origins `serve` answers (see guard.py).
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
 
 
 def read_config(path: Path) -> dict[str, str]:
@@ -70,4 +73,11 @@ def load(env: Mapping[str, str], *, server: str | None = None, token: str | None
         server=(server or env.get("MODELYARD_SERVER") or saved.get("server") or DEFAULT_SERVER).rstrip("/"),
         token=token or env.get("MODELYARD_TOKEN") or saved.get("token") or None,
         offline=offline or env.get("MODELYARD_AGENT_OFFLINE", "") in ("1", "true"),
+        allowed_hosts=_list(env.get("MODELYARD_AGENT_ALLOWED_HOSTS") or saved.get("allowed_hosts")),
+        allowed_origins=_list(env.get("MODELYARD_AGENT_ALLOWED_ORIGINS") or saved.get("allowed_origins")),
     )
+
+
+def _list(value: str | None) -> tuple[str, ...]:
+    """A comma-separated setting as its items."""
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())

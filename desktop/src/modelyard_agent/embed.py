@@ -15,8 +15,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from modelyard_agent.cache import Artifact
 from modelyard_agent.errors import UsageError
+from modelyard_agent.manifest import Artifact
 from modelyard_agent.registry import main_onnx
 from modelyard_agent.runtime import choose_providers
 

@@ -5,6 +5,9 @@
      ├── ServerError     the registry answered with an error (unknown ref, refused token)
      ├── TransferError   the connection failed; the pull can be run again to resume
      ├── IntegrityError  bytes that do not hash to their digest
+     ├── InvalidInputError  a registry answer or an archive that breaks the rules (a name,
+     │                      number, digest or path outside the registry's grammar, a member an
+     │                      export never holds, an answer over its size cap); nothing is written
      └── DiskFullError   not enough free space for the pull
 """
 
@@ -29,6 +32,10 @@ class TransferError(AgentError):
 
 class IntegrityError(AgentError):
     """Bytes that do not hash to the digest they should."""
+
+
+class InvalidInputError(AgentError):
+    """A registry's answer or an archive that is not what it must be; refused before any write."""
 
 
 class DiskFullError(AgentError):

@@ -29,12 +29,11 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-import httpx
 import websockets
 import websockets.exceptions
 
 from modelyard_agent.cache import Cache, Manifest
-from modelyard_agent.client import Client, describe
+from modelyard_agent.client import Client
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import AgentError, ServerError, TransferError, UsageError
 from modelyard_agent.progress import human
@@ -262,9 +261,9 @@ class Follower:
         """Take the newest event id, then pull the alias: a move after that id is replayed later."""
         latest = self._latest_id()
         with Client(self.settings.server, self.settings.token) as client:
-            if client.version(self.ref.text) is None:
+            if client.version(self.ref) is None:
                 self.last_id = latest  # a follower already running waits for the alias from here
-                if client.version(self.name) is None:
+                if client.version(parse(self.name)) is None:
                     raise UsageError(f"cannot follow {self.ref.text}: no model {self.name!r} on "
                                      f"{self.settings.server}")
                 raise UsageError(f"cannot follow {self.ref.text}: model {self.name!r} has no alias "
@@ -275,19 +274,16 @@ class Follower:
         return Change(self.ref.text, result.manifest, previous, _how(result))
 
     def _latest_id(self) -> int:
-        headers = {"Authorization": f"Bearer {self.settings.token}"} if self.settings.token else {}
-        try:
-            response = httpx.post(f"{self.settings.server}/graphql", json={"query": LATEST},
-                                  headers=headers, timeout=30)
-            body = response.json()
-        except httpx.HTTPError as exc:
-            raise TransferError(f"cannot reach {self.settings.server}: {describe(exc)}") from exc
-        except ValueError as exc:
-            raise ServerError(f"{self.settings.server} answered HTTP {response.status_code}, "
-                              "not GraphQL") from exc
+        with Client(self.settings.server, self.settings.token) as client:
+            body = client.graphql(LATEST)
         if body.get("errors"):
-            raise ServerError(f"{self.ref.text}: {body['errors'][0].get('message', 'server error')}")
-        nodes = ((body.get("data") or {}).get("auditLog") or {}).get("nodes") or []
+            first = body["errors"][0] if isinstance(body["errors"][0], dict) else {}
+            raise ServerError(f"{self.ref.text}: {str(first.get('message', 'server error'))[:500]}")
+        data = body.get("data")
+        log = data.get("auditLog") if isinstance(data, dict) else None
+        nodes = log.get("nodes") if isinstance(log, dict) else None
+        if not isinstance(nodes, list) or (nodes and not _event_id(nodes[0])):
+            raise ServerError(f"{self.settings.server} answered the audit log with something else")
         return int(nodes[0]["id"]) if nodes else 0
 
     async def run(self) -> None:
@@ -305,7 +301,7 @@ class Follower:
                     variables = {"model": self.name, "since": self.last_id}
                     async with contextlib.aclosing(socket.subscribe(EVENTS, variables)) as events:
                         async for data in events:
-                            await self._event(data.get("events") or {})
+                            await self._event(data.get("events") if isinstance(data, dict) else None)
                 raise TransferError("the registry ended the subscription")
             except TransferError as exc:
                 delay = self.backoff.next()
@@ -325,7 +321,9 @@ class Follower:
     def _number(self) -> str:
         return str(self.current.number) if self.current else "?"
 
-    async def _event(self, event: dict[str, Any]) -> None:
+    async def _event(self, event: Any) -> None:
+        if not _event_id(event):
+            raise ServerError(f"{self.settings.server} sent an event without an integer id")
         if event.get("objectRef") == self.ref.text:
             if event.get("kind") == "ALIAS_DELETED":
                 self.notify(f"{self.ref.text} was deleted on the registry; keeping v{self._number()}")
@@ -354,6 +352,11 @@ class Follower:
             return
         if self.on_change is not None:
             await self.on_change(change)
+
+
+def _event_id(event: Any) -> bool:
+    """Whether `event` is an object with an integer `id` (what `since` resumes from)."""
+    return isinstance(event, dict) and isinstance(event.get("id"), int) and not isinstance(event["id"], bool)
 
 
 def first_error(exc: BaseException) -> BaseException:

@@ -1,21 +1,18 @@
-"""Managing the cache: ls, rm, gc, verify, outdated, export and import."""
+"""Managing the cache: ls, rm, gc, verify, outdated (export and import: `archive`)."""
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from modelyard_agent import serve
-from modelyard_agent.cache import Cache, Manifest, fsync_dir, sha256_file
+from modelyard_agent.cache import Cache, Manifest, sha256_file
 from modelyard_agent.client import Client
 from modelyard_agent.config import Settings
-from modelyard_agent.errors import IntegrityError, UsageError
-from modelyard_agent.refs import check_digest, parse
+from modelyard_agent.errors import UsageError
+from modelyard_agent.refs import parse
 
 PARTIAL_STALE_SECONDS = 7 * 86400
 
@@ -125,64 +122,10 @@ def outdated(cache: Cache, settings: Settings) -> list[Moved]:
     with Client(settings.server, settings.token) as client:
         for m in cache.manifests():
             for text in m.pulled_as:
-                if not parse(text).movable:
+                ref = parse(text)
+                if not ref.movable:
                     continue
-                now = client.version(text)
-                if now is None or now["manifestDigest"] != m.manifest_digest:
-                    moved.append(Moved(text, m.ref, now["ref"] if now else None))
+                now = client.version(ref)
+                if now is None or now.manifest_digest != m.manifest_digest:
+                    moved.append(Moved(text, m.ref, now.ref if now else None))
     return moved
-
-
-def export(cache: Cache, text: str, dest: Path) -> Manifest:
-    """Write a tar holding the version's manifest and its blobs."""
-    manifest = cache.require(parse(text))
-    if not cache.complete(manifest):
-        raise UsageError(f"{text}: some blobs are missing from the cache; pull it again first")
-    tmp = dest.with_name(dest.name + ".partial")
-    with tarfile.open(tmp, "w") as tar:
-        data = manifest.to_json().encode()
-        info = tarfile.TarInfo("manifest.json")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-        for digest in sorted({a.digest for a in manifest.artifacts}):
-            tar.add(cache.blob(digest), arcname=f"blobs/sha256/{digest.removeprefix('sha256:')}")
-    os.replace(tmp, dest)
-    return manifest
-
-
-def import_(cache: Cache, src: Path) -> Manifest:
-    """Read a tar written by `export`, verifying every blob before it enters the cache."""
-    try:
-        tar = tarfile.open(src, "r")
-    except (OSError, tarfile.TarError) as exc:
-        raise UsageError(f"cannot read {src}: {exc}") from exc
-    with tar:
-        member = tar.extractfile("manifest.json") if "manifest.json" in tar.getnames() else None
-        if member is None:
-            raise UsageError(f"{src} has no manifest.json: not an export of modelyard-agent")
-        manifest = Manifest.from_json(member.read().decode())
-        sizes = {a.digest: a.size for a in manifest.artifacts}
-        cache.blob_dir.mkdir(parents=True, exist_ok=True)
-        for digest, size in sizes.items():
-            if cache.has(digest, size) and sha256_file(cache.blob(digest)) == digest:
-                continue
-            name = f"blobs/sha256/{check_digest(digest).removeprefix('sha256:')}"
-            try:
-                blob = tar.extractfile(name)
-            except KeyError:
-                blob = None
-            if blob is None:
-                raise UsageError(f"{src} lacks {digest}")
-            partial = cache.partial(digest)
-            with partial.open("wb") as f:
-                while chunk := blob.read(1 << 20):
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            if sha256_file(partial) != digest or partial.stat().st_size != size:
-                partial.unlink()
-                raise IntegrityError(f"{src}: the bytes for {digest} do not hash to it; nothing imported")
-            os.replace(partial, cache.blob(digest))
-        fsync_dir(cache.blob_dir)
-    cache.save(manifest)
-    return manifest

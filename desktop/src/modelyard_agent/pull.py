@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from modelyard_agent.cache import CHUNK, Artifact, Cache, Manifest, fsync_dir
+from modelyard_agent.cache import CHUNK, Cache, fsync_dir
 from modelyard_agent.client import Client, describe
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import (
@@ -24,8 +24,9 @@ from modelyard_agent.errors import (
     TransferError,
     UsageError,
 )
+from modelyard_agent.manifest import Artifact, Manifest
 from modelyard_agent.progress import Progress
-from modelyard_agent.refs import check_digest, parse
+from modelyard_agent.refs import parse
 
 WORKERS = 4
 RETRIES = 3
@@ -56,22 +57,12 @@ class PullResult:
                 "offline": self.offline}
 
 
-def to_manifest(data: dict[str, Any], pulled_as: str) -> Manifest:
-    """A manifest from the server's answer, digests checked (they become file names)."""
-    arts = [Artifact(a["path"], check_digest(a["digest"]), int(a["size"]), a.get("mediaType") or "")
-            for a in data["artifacts"]]
-    return Manifest(name=data["model"]["name"], number=int(data["number"]), ref=data["ref"],
-                    manifest_digest=data["manifestDigest"], artifacts=arts,
-                    task=str(data["model"].get("task") or "other").lower().replace("_", "-"),
-                    signature=data.get("signature"), pulled_as=[pulled_as])
-
-
-def check_space(cache: Cache, missing: list[Artifact]) -> None:
-    """Refuse before starting when the cache's filesystem cannot hold what is left to fetch."""
+def check_space(cache: Cache, missing: list[Artifact], what: str = "the pull") -> None:
+    """Refuse before starting when the cache's filesystem cannot hold what is left to write."""
     need = sum(a.size - _partial_size(cache, a) for a in missing)
     free = shutil.disk_usage(cache.blob_dir).free
     if need > free:
-        raise DiskFullError(f"not enough disk space in {cache.home}: the pull needs {need} bytes, "
+        raise DiskFullError(f"not enough disk space in {cache.home}: {what} needs {need} bytes, "
                             f"{free} are free")
 
 
@@ -94,7 +85,7 @@ class Puller:
                 self._fetch(a)
 
     def _fetch(self, a: Artifact) -> None:
-        partial = self.cache.partial(a.digest)
+        partial = self.cache.inside(self.cache.partial(a.digest))
         try:
             if not self._into(partial, a):
                 # The finished bytes did not match: most likely a corrupt .partial. Once more, from zero.
@@ -172,10 +163,9 @@ def pull(settings: Settings, text: str, progress_stream: Any = None) -> PullResu
             raise UsageError(f"{text}: some blobs are missing from the cache and --offline forbids fetching them")
         return PullResult(cached, blobs_cached=len(cached.artifacts), offline=True)
     with Client(settings.server, settings.token) as client:
-        data = client.version(text)
-        if data is None:
+        manifest = client.version(ref)
+        if manifest is None:
             raise ServerError(f"unknown ref {text!r} on {settings.server}")
-        manifest = to_manifest(data, text)
         cache.blob_dir.mkdir(parents=True, exist_ok=True)
         unique = list({a.digest: a for a in manifest.artifacts}.values())
         missing = [a for a in unique if not cache.has(a.digest, a.size)]

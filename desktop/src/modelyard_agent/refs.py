@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from modelyard_agent.errors import UsageError
 
 _PART = r"[a-z0-9][a-z0-9._-]{0,63}"
-_NAME = re.compile(rf"^(?:{_PART}/)?{_PART}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+NAME = re.compile(rf"^(?:{_PART}/)?{_PART}$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Ref:
 
 def check_digest(digest: str) -> str:
     """`digest` if it is `sha256:<64 hex>`; refuses anything else (it becomes a file name)."""
-    if not _DIGEST.match(digest):
+    if not DIGEST.match(digest):
         raise UsageError(f"not a sha256 digest: {digest!r}")
     return digest
 
@@ -54,6 +54,6 @@ def parse(text: str) -> Ref:
         if not num.isdigit() or int(num) < 1:
             raise UsageError(f"bad ref {text!r}: the version number must be 1 or more")
         number = int(num)
-    if not _NAME.match(name):
+    if not NAME.match(name):
         raise UsageError(f"bad ref {text!r}: {name!r} is not a model name")
     return Ref(text, name, number, alias, digest)

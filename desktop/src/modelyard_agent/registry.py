@@ -23,8 +23,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from modelyard_agent.cache import Artifact, Cache, Manifest
+from modelyard_agent.cache import Cache
 from modelyard_agent.errors import UsageError
+from modelyard_agent.manifest import Artifact, Manifest
 from modelyard_agent.oip import LocalModel, LocalTensor
 from modelyard_agent.refs import Ref
 
@@ -45,20 +46,13 @@ def version_dir(cache: Cache, manifest: Manifest) -> Path:
     return cache.home.joinpath("versions", *manifest.name.split("/"), str(manifest.number))
 
 
-def _safe(path: str) -> list[str]:
-    """An artifact path's parts, refusing absolute paths and `..` (they become file names)."""
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if not parts or path.startswith("/") or ".." in parts:
-        raise UsageError(f"artifact path {path!r} cannot be laid out in the cache")
-    return parts
-
-
 def materialise(cache: Cache, manifest: Manifest) -> Path:
     """Link the version's blobs under their artifact paths (once); returns its folder."""
     root = version_dir(cache, manifest)
     with _LOCK:
         for art in manifest.artifacts:
-            dest = root.joinpath(*_safe(art.path))
+            # Names and paths were checked when the manifest was read; this checks the result.
+            dest = cache.inside(root.joinpath(*art.path.split("/")))
             blob = cache.blob(art.digest)
             if not cache.has(art.digest, art.size):
                 raise UsageError(f"{manifest.ref}: blob {art.digest} is missing; pull it again")
@@ -88,7 +82,7 @@ def _current(dest: Path, blob: Path) -> bool:
 
 def forget(cache: Cache, manifest: Manifest) -> None:
     """Remove a version's materialised folder (its blobs stay until `gc`)."""
-    root = version_dir(cache, manifest)
+    root = cache.inside(version_dir(cache, manifest))
     with _LOCK, contextlib.suppress(FileNotFoundError):
         shutil.rmtree(root)
 
@@ -119,7 +113,7 @@ def local_model(cache: Cache, manifest: Manifest) -> LocalModel:
     return LocalModel(
         name=manifest.name,
         version=str(manifest.number),
-        path=root.joinpath(*_safe(onnx.path)),
+        path=root.joinpath(*onnx.path.split("/")),
         inputs=_tensors(sig.get("inputs")),
         outputs=_tensors(sig.get("outputs")),
     )

@@ -39,6 +39,7 @@ from modelyard_agent.cache import Cache, Manifest
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import AgentError, UsageError
 from modelyard_agent.follow import Change, Follower
+from modelyard_agent.guard import WILDCARDS, Access, LocalOnly
 from modelyard_agent.oip import oip_routes
 from modelyard_agent.openai_api import ApiError, Workers, openai_routes, warm
 from modelyard_agent.registry import CacheRegistry, local_model
@@ -275,11 +276,13 @@ def _say(line: str) -> None:
 
 
 def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
+        access: Access | None = None,
         workers: Workers | None = None,
         say: Callable[[str], None] = _say,
         on_switch: Callable[[dict[str, int]], None] = lambda following: None) -> Starlette:
     """The local app over the cache: its routes share one CacheRegistry (which knows the
-    followed aliases); the idle-session reaper and the followers run in its lifespan."""
+    followed aliases); the idle-session reaper and the followers run in its lifespan. `LocalOnly`
+    sees every request first: only loopback Host names, its own pages and `access` get through."""
     models = CacheRegistry(cache)
     drain = Drain()
     workers = workers or Workers(idle_ttl=runtime.idle_ttl, providers=runtime.providers)
@@ -308,7 +311,8 @@ def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
             yield
             tg.cancel_scope.cancel()
 
-    return Starlette(routes=routes, middleware=[drain.middleware()], lifespan=lifespan)
+    guard = Middleware(LocalOnly, access=access or Access())
+    return Starlette(routes=routes, middleware=[guard, drain.middleware()], lifespan=lifespan)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -324,7 +328,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL,
-          follow: Sequence[str] = (), settings: Settings | None = None) -> None:
+          follow: Sequence[str] = (), settings: Settings | None = None,
+          access: Access | None = None) -> None:
     """Run the server until SIGINT or SIGTERM; prints its URL once the port is bound.
 
     Each `follow` NAME@ALIAS is resolved (and pulled) before the server starts: an unknown one
@@ -351,13 +356,16 @@ def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL
             workers = Workers(idle_ttl=idle_ttl, providers=runtime.providers,
                               on_loaded=lambda keys: report("workers", keys))
             server = uvicorn.Server(uvicorn.Config(
-                app(cache, runtime, followers, workers=workers,
+                app(cache, runtime, followers, access=access, workers=workers,
                     on_switch=lambda following: mark.update(following=following)),
                 host=host, port=port, log_level="warning",
             ))
             shown = f"[{host}]" if ":" in host else host
             print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2, OpenAI-style: /v1)",
                   flush=True)
+            if host.strip("[]") in WILDCARDS and not (access and access.hosts):
+                print("listening on every interface, but answering only loopback Host names: "
+                      "add --allow-host NAME for the names other machines use", flush=True)
             server.run(sockets=[sock])
         except (_Stopped, KeyboardInterrupt):  # uvicorn re-raises the signal after shutting down
             pass
