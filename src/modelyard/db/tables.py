@@ -217,6 +217,9 @@ class TokenRow(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     created_by = fields.CharField(max_length=128, null=True)
     revoked_at = fields.DatetimeField(null=True)
+    expires_at = fields.DatetimeField(null=True)
+    # Written at most once a minute per token (see catalog/tokens.py): a read does not write.
+    last_used_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "token"
