@@ -16,7 +16,7 @@ from conftest import Agent, Jail, Outcome
 from hostile import FakeRegistry, Running, refused, sha, version_doc
 from modelyard_agent.cache import Cache
 from modelyard_agent.client import Client
-from modelyard_agent.errors import InvalidInputError, TransferError
+from modelyard_agent.errors import InvalidInputError, TransferError, UsageError
 from modelyard_agent.refs import parse
 from modelyard_agent.registry import forget, materialise
 from starlette.requests import Request
@@ -290,3 +290,17 @@ def test_a_symlink_in_the_cache_does_not_lead_writes_out(jailed: Agent, jail: Ja
     (jail.home / "manifests" / "good").symlink_to(elsewhere)
     refused(jailed("pull", "good"), "outside the cache")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["m\n", "m:1\n", "m@prod\n", "m:１", "m:٣", "m:01", "m@sha256:" + "a" * 64 + "\n"])
+def test_refs_match_as_a_whole_with_ascii_digits(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse(text)
+
+
+@pytest.mark.parametrize("name", ["evil\n", "evil\x00"])
+def test_a_name_with_a_trailing_control_character_is_not_a_name(jailed: Agent, jail: Jail,
+                                                                fake_registry: FakeRegistry, name: str) -> None:
+    offer(fake_registry, version_doc(name, FILES, ref="evil:1"))
+    refused(jailed("pull", "evil"), "model name")
+    jail.check()

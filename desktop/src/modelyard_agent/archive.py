@@ -29,7 +29,7 @@ from modelyard_agent.refs import parse
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST = 16 << 20
-_BLOB = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
+_BLOB = re.compile(r"blobs/sha256/([0-9a-f]{64})")
 _FOLDERS = {".", "blobs", "blobs/sha256"}  # what `tar -cf x.tar -C dir .` adds around the files
 # What reading a damaged or foreign file can raise, beside tarfile's own errors.
 _READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
@@ -96,7 +96,7 @@ def _members(tar: tarfile.TarFile, src: Path) -> dict[str, tarfile.TarInfo]:
             name = info.name.removeprefix("./")
             if info.isdir() and name.rstrip("/") in _FOLDERS:
                 continue
-            if name != MANIFEST and not _BLOB.match(name):
+            if name != MANIFEST and not _BLOB.fullmatch(name):
                 raise InvalidInputError(f"{src}: member {info.name!r} is not part of an export")
             if not info.isreg():
                 raise InvalidInputError(f"{src}: member {info.name!r} is a {_kind(info)}; an export "

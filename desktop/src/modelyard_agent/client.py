@@ -76,7 +76,7 @@ class Client:
 
     def _read_capped(self, response: httpx.Response) -> bytes:
         declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_ANSWER:
+        if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_ANSWER):
             raise InvalidInputError(self._too_large())
         body = bytearray()
         stop = time.monotonic() + self.deadline

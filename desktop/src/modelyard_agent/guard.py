@@ -32,12 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard_agent.errors import UsageError
 
+_PORT = re.compile(r"[0-9]{1,5}")  # patterns here are used with fullmatch
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 OIP_HEADER = "inference-header-content-length"
 ALLOW_HEADERS = "Authorization, Content-Type, Inference-Header-Content-Length"
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$")
-_ORIGIN = re.compile(r"^(https?)://([^/:\[\]]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?$")
+_HOSTNAME = re.compile(r"(?=.{1,253}\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
+_ORIGIN = re.compile(r"(https?)://([^/:\[\]]+|\[[0-9a-f:.]+\])(?::([0-9]{1,5}))?")
 
 
 def host_name(value: str) -> str | None:
@@ -46,13 +47,13 @@ def host_name(value: str) -> str | None:
     value = value.strip().lower()
     if value.startswith("["):
         inner, sep, rest = value[1:].partition("]")
-        if not sep or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+        if not sep or (rest and not (rest.startswith(":") and _PORT.fullmatch(rest[1:]))):
             return None
         return _literal(inner)
     name, _, port = value.partition(":")
-    if port and not port.isdigit():
+    if port and not _PORT.fullmatch(port):
         return None
-    return _literal(name) or (name if _HOSTNAME.match(name) else None)
+    return _literal(name) or (name if _HOSTNAME.fullmatch(name) else None)
 
 
 def _literal(text: str) -> str | None:
@@ -65,7 +66,7 @@ def _literal(text: str) -> str | None:
 def check_host(value: str) -> str:
     """A host name or IP address the user allows, normalised; UsageError if it is not one."""
     text = value.strip().lower()
-    name = _literal(text.strip("[]")) or (text if _HOSTNAME.match(text) else None)
+    name = _literal(text.strip("[]")) or (text if _HOSTNAME.fullmatch(text) else None)
     if name is None:
         raise UsageError(f"--allow-host {value!r}: give a host name or an IP address, without a "
                          "port or a wildcard")
@@ -78,7 +79,7 @@ def check_origin(value: str) -> str:
     if text == "*":
         raise UsageError("--allow-origin '*' would let every web page drive the local API: "
                          "list each origin (scheme://host[:port])")
-    match = _ORIGIN.match(text)
+    match = _ORIGIN.fullmatch(text)
     if match is None or host_name(match.group(2)) is None:
         raise UsageError(f"--allow-origin {value!r}: give an origin, scheme://host[:port] "
                          "(no path), for example http://localhost:3000")

@@ -31,7 +31,7 @@ MAX_SIZE = 2**63 - 1
 MAX_TEXT = 256
 MAX_TENSORS = 10_000
 MAX_DIMS = 64
-_TASK = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_TASK = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 @dataclass
@@ -132,7 +132,7 @@ class _Checker:
         return InvalidInputError(f"{self.source} {problem}")
 
     def name(self, value: Any) -> str:
-        if not isinstance(value, str) or not NAME.match(value):
+        if not isinstance(value, str) or not NAME.fullmatch(value):
             raise self.bad(f"model name {value!r} is not a model name")
         return value
 
@@ -147,7 +147,7 @@ class _Checker:
         return str(value)
 
     def digest(self, value: Any, what: str) -> str:
-        if not isinstance(value, str) or not DIGEST.match(value):
+        if not isinstance(value, str) or not DIGEST.fullmatch(value):
             raise self.bad(f"{what} {value!r} is not a sha256:<64 hex> digest")
         return value
 
@@ -157,7 +157,7 @@ class _Checker:
         return value
 
     def task(self, value: Any) -> str:
-        if not isinstance(value, str) or not _TASK.match(value):
+        if not isinstance(value, str) or not _TASK.fullmatch(value):
             raise self.bad(f"task {value!r} is not a task name")
         return value.lower().replace("_", "-")
 

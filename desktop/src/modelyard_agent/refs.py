@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from modelyard_agent.errors import UsageError
 
 _PART = r"[a-z0-9][a-z0-9._-]{0,63}"
-NAME = re.compile(rf"^(?:{_PART}/)?{_PART}$")
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Used with fullmatch: `$` alone would also match before a final newline.
+NAME = re.compile(rf"(?:{_PART}/)?{_PART}")
+ALIAS = re.compile(_PART)
+NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Ref:
 
 def check_digest(digest: str) -> str:
     """`digest` if it is `sha256:<64 hex>`; refuses anything else (it becomes a file name)."""
-    if not DIGEST.match(digest):
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise UsageError(f"not a sha256 digest: {digest!r}")
     return digest
 
@@ -45,15 +48,15 @@ def parse(text: str) -> Ref:
                 digest = check_digest(after)
             except UsageError:
                 raise UsageError(f"bad ref {text!r}: the digest must be sha256:<64 hex>") from None
-        elif re.match(rf"^{_PART}$", after):
+        elif ALIAS.fullmatch(after):
             alias = after
         else:
             raise UsageError(f"bad ref {text!r}: expected name@alias or name@sha256:<hex>")
     elif ":" in text:
         name, _, num = text.rpartition(":")
-        if not num.isdigit() or int(num) < 1:
+        if not NUMBER.fullmatch(num):
             raise UsageError(f"bad ref {text!r}: the version number must be 1 or more")
         number = int(num)
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise UsageError(f"bad ref {text!r}: {name!r} is not a model name")
     return Ref(text, name, number, alias, digest)

@@ -18,7 +18,7 @@ async def set_alias(model: str, alias: str, version: str, *, actor: str) -> Alia
     async with in_transaction():
         # Lock the model row: concurrent moves of one alias queue up instead of racing the insert.
         row = await ModelRow.select_for_update().get(id=(await get_model(model)).id)
-        ref = parse_ref(f"{row.full_name}:{version}" if version.isdigit() else version)
+        ref = parse_ref(f"{row.full_name}:{version}" if version.isascii() and version.isdigit() else version)
         if ref.model.full != row.full_name:
             raise InvalidError(f"version {version!r} is not a version of model {row.full_name!r}")
         target = await resolve_version(ref)

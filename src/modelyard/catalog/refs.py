@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from modelyard.errors import InvalidError
 
 _PART = r"[a-z0-9][a-z0-9._-]{0,63}"
-NAME_RE = re.compile(rf"^(?:(?P<ns>{_PART})/)?(?P<name>{_PART})$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
-KEY_RE = re.compile(r"^[A-Za-z0-9_.:/\-\[\]]{1,128}$")
+# Every pattern here is used with `fullmatch`: `$` alone would also match before a final newline.
+NAME_RE = re.compile(rf"(?:(?P<ns>{_PART})/)?(?P<name>{_PART})")
+ALIAS_RE = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+TAG_KEY_RE = re.compile(r"[A-Za-z0-9_.:/-]{1,128}")
+KEY_RE = re.compile(r"[A-Za-z0-9_.:/\-\[\]]{1,128}")
+# A version number as written in a ref: ASCII digits, no leading zero, at most 9 of them.
+NUMBER_RE = re.compile(r"[1-9][0-9]{0,8}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class ModelName:
 
 def parse_name(raw: str, what: str = "model") -> ModelName:
     """Validate `[namespace/]name`; raise INVALID with the rule when it does not match."""
-    m = NAME_RE.match(raw or "")
+    m = NAME_RE.fullmatch(raw or "")
     if not m:
         raise InvalidError(
             f"invalid {what} name {raw!r}: use lowercase letters, digits, '.', '_' or '-', "
@@ -47,7 +50,7 @@ def parse_name(raw: str, what: str = "model") -> ModelName:
 
 def check_alias(raw: str) -> str:
     """Validate an alias name (a number would read as a version, so it must start with a letter)."""
-    if not ALIAS_RE.match(raw or "") or raw == "latest":
+    if not ALIAS_RE.fullmatch(raw or "") or raw == "latest":
         raise InvalidError(
             f"invalid alias {raw!r}: use lowercase letters, digits, '.', '_' or '-', starting "
             "with a letter, at most 64 characters ('latest' is reserved)"
@@ -57,7 +60,7 @@ def check_alias(raw: str) -> str:
 
 def check_key(raw: str, what: str) -> str:
     """Validate a param, metric or tag key."""
-    if not KEY_RE.match(raw or ""):
+    if not KEY_RE.fullmatch(raw or ""):
         raise InvalidError(
             f"invalid {what} key {raw!r}: 1-128 characters of letters, digits and _ . : / - [ ]"
         )
@@ -66,7 +69,7 @@ def check_key(raw: str, what: str) -> str:
 
 def check_digest(raw: str) -> str:
     """Validate a `sha256:<64 lowercase hex>` digest."""
-    if not DIGEST_RE.match(raw or ""):
+    if not DIGEST_RE.fullmatch(raw or ""):
         raise InvalidError(f"invalid digest {raw!r}: expected 'sha256:' and 64 lowercase hex digits")
     return raw
 
@@ -93,7 +96,7 @@ class VersionRef:
 def parse_ref(raw: str) -> VersionRef:
     """Parse `name`, `name:N`, `name@alias` or `name@sha256:<hex>`."""
     try:
-        return _parse_ref((raw or "").strip())
+        return _parse_ref(raw or "")
     except InvalidError as exc:
         raise InvalidError(
             f"invalid version ref {raw!r} (expected name, name:N, name@alias or "
@@ -111,8 +114,10 @@ def _parse_ref(text: str) -> VersionRef:
     if ":" in text:
         base, _, num = text.partition(":")
         model = parse_name(base)
-        if not num.isdigit() or int(num) < 1 or len(num) > 9:
-            raise InvalidError(f"version number {num!r} must be a whole number from 1")
+        if not NUMBER_RE.fullmatch(num):
+            shown = num if len(num) <= 20 else num[:20] + "…"
+            raise InvalidError(f"version number {shown!r} must be a whole number from 1 "
+                               "(ASCII digits, no leading zero, at most 9 digits)")
         return VersionRef(model, number=int(num))
     return VersionRef(parse_name(text))
 
@@ -128,12 +133,12 @@ class DatasetRef:
         return f"{self.dataset.full}@{self.version}" if self.version else self.dataset.full
 
 
-DATASET_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DATASET_VERSION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def check_dataset_version(raw: str) -> str:
     """Validate a dataset version label such as `v3` or `2024-06`."""
-    if not DATASET_VERSION_RE.match(raw or ""):
+    if not DATASET_VERSION_RE.fullmatch(raw or ""):
         raise InvalidError(
             f"invalid dataset version {raw!r}: 1-64 letters, digits, '.', '_' or '-'"
         )
@@ -142,6 +147,6 @@ def check_dataset_version(raw: str) -> str:
 
 def parse_dataset_ref(raw: str) -> DatasetRef:
     """Parse `dataset` or `dataset@version`."""
-    base, sep, version = (raw or "").strip().partition("@")
+    base, sep, version = (raw or "").partition("@")
     name = parse_name(base, "dataset")
     return DatasetRef(name, check_dataset_version(version) if sep else None)

@@ -205,7 +205,7 @@ class _Compiler:
 
     async def _trained_on(self, raw: str) -> str:
         sql = self.sql
-        ref = raw.strip()
+        ref = raw  # matched whole by the dataset grammar: no trimming
         rel = f"e.relation = {sql.p(lineage.Relation.TRAINED_ON.value)}"
         if "@" in ref:
             dv = await datasets.resolve_dataset_version(ref)

@@ -24,8 +24,8 @@ from modelyard.db.tables import TokenRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError, UnauthenticatedError
 
 PREFIX = "myd_"
-TOKEN_RE = re.compile(r"^myd_[A-Za-z0-9_-]{43}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TOKEN_RE = re.compile(r"myd_[A-Za-z0-9_-]{43}")  # fullmatch, as every pattern
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class Scope(enum.Enum):
@@ -54,7 +54,7 @@ def _hash(secret: str) -> str:
 
 
 def check_token_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise InvalidError(f"invalid token name {name!r}: 1-64 letters, digits, '.', '_' or '-'")
     return name
 
@@ -67,7 +67,7 @@ async def create_token(
     if namespace is not None:
         namespace = parse_name(namespace, "namespace").name
     secret = secret or PREFIX + secrets.token_urlsafe(32)
-    if not TOKEN_RE.match(secret):
+    if not TOKEN_RE.fullmatch(secret):
         raise InvalidError("a token secret must be 'myd_' and 43 URL-safe base64 characters")
     try:
         async with in_transaction():
@@ -109,7 +109,7 @@ async def revoke_token(name: str, *, actor: str) -> TokenRow:
 
 async def authenticate(secret: str) -> Principal:
     """The principal a presented secret stands for; UNAUTHENTICATED when malformed, unknown or revoked."""
-    if not TOKEN_RE.match(secret):
+    if not TOKEN_RE.fullmatch(secret):
         raise UnauthenticatedError("malformed token: expected 'Bearer myd_…'")
     digest = _hash(secret)
     row = await TokenRow.get_or_none(secret_hash=digest)
@@ -122,7 +122,7 @@ async def authenticate(secret: str) -> Principal:
 
 async def seed_admin_token(secret: str) -> None:
     """Make `secret` (MODELYARD_ADMIN_TOKEN) a working admin token named `admin-env`."""
-    if not TOKEN_RE.match(secret):
+    if not TOKEN_RE.fullmatch(secret):
         raise InvalidError("MODELYARD_ADMIN_TOKEN must be 'myd_' and 43 URL-safe base64 characters")
     digest = _hash(secret)
     async with in_transaction():

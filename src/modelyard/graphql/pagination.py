@@ -30,7 +30,7 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         kind, _, num = base64.b64decode(cursor, validate=True).decode().partition(":")
-        if kind != "o" or not num.isdigit() or len(num) > 9:  # an offset we could have handed out
+        if kind != "o" or not (num.isascii() and num.isdigit()) or len(num) > 9:  # an offset we could have handed out
             raise ValueError(cursor)
         return int(num) + 1
     except ValueError as exc:

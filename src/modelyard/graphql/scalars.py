@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, NewType
 
 import strawberry
@@ -9,12 +10,13 @@ from strawberry.scalars import JSON
 from strawberry.types.scalar import ScalarDefinition
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_INT_TEXT = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only; longer cannot fit in 64 bits
 
 
 def _parse_long(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError("Long must be an integer")
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
         value = int(value)
     if not isinstance(value, int) or not INT64_MIN <= value <= INT64_MAX:
         raise ValueError(f"Long must be a 64-bit integer, got {value!r}")

@@ -79,7 +79,7 @@ def parse_model_path(segments: list[str]) -> ModelPath:
     if len(segments) > 2 and segments[-2] == "versions":
         version, segments = segments[-1], segments[:-2]
     name = "/".join(segments)
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidError(
             f"no model name in path {'/'.join(segments)!r}: expected "
             "/v2/models/<name>[/versions/<version>][/ready|/infer] with a name such as "
@@ -92,7 +92,7 @@ def version_ref(name: str, version: str | None) -> VersionRef:
     """The registry ref an OIP model name and version string stand for."""
     if version is None:
         return parse_ref(name)
-    if version.isdigit():
+    if version.isascii() and version.isdigit():
         return parse_ref(f"{name}:{version}")
     return parse_ref(f"{name}@{version}")  # an alias, `latest` or `sha256:<hex>`
 
