@@ -240,6 +240,27 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def pg_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """Two `modelyard serve` processes (replicas) on one PostgreSQL database of their own and one
+    blob folder, each on its own free port: their URLs."""
+    data = tmp_path_factory.mktemp("replicas")
+    with fresh_database("modelyard_replicas") as db, contextlib.ExitStack() as stack:
+        subprocess.run([sys.executable, "-m", "modelyard.cli", "migrate", "--database-url", db],
+                       check=True, capture_output=True)
+        urls = []
+        for i in range(2):
+            port = free_port()
+            env = {**os.environ, "MODELYARD_DATABASE_URL": db, "MODELYARD_PORT": str(port),
+                   "MODELYARD_DATA_DIR": str(data), "MODELYARD_STORAGE_URL": str(data / "blobs"),
+                   "MODELYARD_ADMIN_TOKEN": ADMIN_SECRET}
+            url = f"http://127.0.0.1:{port}"
+            stack.enter_context(running([sys.executable, "-m", "modelyard.cli", "serve"], env,
+                                        f"{url}/healthz", data / f"replica{i}.log"))
+            urls.append(url)
+        yield urls
+
+
 # --- Blob storage (issue 4): a real S3-compatible server and each BlobStore backend ----------
 
 S3_KEYS = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1"}

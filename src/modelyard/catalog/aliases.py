@@ -5,10 +5,10 @@ from __future__ import annotations
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import audit
-from modelyard.catalog.models import get_model
+from modelyard.catalog.models import get_model, lock_model
 from modelyard.catalog.refs import check_alias, parse_ref
 from modelyard.catalog.resolve import resolve_version
-from modelyard.db.tables import AliasMoveRow, AliasRow, ModelRow, VersionRow
+from modelyard.db.tables import AliasMoveRow, AliasRow, VersionRow
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 
 
@@ -16,8 +16,9 @@ async def set_alias(model: str, alias: str, version: str, *, actor: str) -> Alia
     """Point `alias` of `model` at `version` (a number or a ref of the same model)."""
     check_alias(alias)
     async with in_transaction():
-        # Lock the model row: concurrent moves of one alias queue up instead of racing the insert.
-        row = await ModelRow.select_for_update().get(id=(await get_model(model)).id)
+        # Concurrent moves of one alias queue up instead of racing the insert, and an archive
+        # of the target waits (or is seen): see `lock_model`.
+        row = await lock_model((await get_model(model)).id)
         ref = parse_ref(f"{row.full_name}:{version}" if version.isascii() and version.isdigit() else version)
         if ref.model.full != row.full_name:
             raise InvalidError(f"version {version!r} is not a version of model {row.full_name!r}")
@@ -48,7 +49,7 @@ async def delete_alias(model: str, alias: str, *, actor: str) -> AliasRow:
     """Remove an alias; NOT_FOUND when the model has no such alias."""
     check_alias(alias)
     async with in_transaction():
-        row = await get_model(model)
+        row = await lock_model((await get_model(model)).id)
         existing = await AliasRow.get_or_none(model_id=row.id, name=alias)
         if existing is None:
             raise NotFoundError(f"model {row.full_name!r} has no alias {alias!r}")

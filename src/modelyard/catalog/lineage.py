@@ -119,6 +119,7 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bo
     if not parents:
         return
     await lock_lineage()
+    await _check_parents_exist(parents)
     if not new:
         await _check_new_edges(child, parents)
     await LineageEdgeRow.bulk_create(
@@ -132,6 +133,17 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bo
             for p in parents
         ]
     )
+
+
+async def _check_parents_exist(parents: list[ResolvedParent]) -> None:
+    """Under the lineage lock: parents resolved before it may have been deleted with their model."""
+    ids = {p.version.id: p for p in parents if p.version is not None}
+    if not ids:
+        return
+    found = set(await VersionRow.filter(id__in=list(ids)).values_list("id", flat=True))
+    gone = [ids[i].label for i in ids if i not in found]
+    if gone:
+        raise NotFoundError(f"lineage parent {gone[0]} was deleted meanwhile")
 
 
 async def _check_new_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:

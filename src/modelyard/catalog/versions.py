@@ -13,7 +13,7 @@ from tortoise.transactions import in_transaction
 from modelyard.catalog import audit, lineage
 from modelyard.catalog.artifacts import Artifact, ArtifactSpec, resolve_artifacts
 from modelyard.catalog.manifest import manifest, manifest_digest
-from modelyard.catalog.models import check_description, check_tags, get_model
+from modelyard.catalog.models import check_description, check_tags, get_model, lock_model
 from modelyard.catalog.params import TypedParam, check_metric, check_params
 from modelyard.catalog.refs import parse_ref
 from modelyard.catalog.resolve import resolve_version
@@ -240,6 +240,16 @@ async def _named(ref: str) -> tuple[VersionRow, str, str]:
     return version, model.full_name, f"{model.full_name}:{version.number}"
 
 
+async def _locked(ref: str) -> tuple[VersionRow, str, str]:
+    """As `_named`, with the model's row locked (`lock_model`) and the version read after it."""
+    version = await get_version(ref)
+    model = await lock_model(version.model_id)
+    fresh = await VersionRow.get_or_none(id=version.id)
+    if fresh is None:
+        raise NotFoundError(f"version {ref} was deleted meanwhile")
+    return fresh, model.full_name, f"{model.full_name}:{fresh.number}"
+
+
 async def _version_state(version: VersionRow) -> dict[str, Any]:
     tags = await VersionTagRow.filter(version_id=version.id).order_by("key")
     return {"description": version.description, "run": version.run, "tags": {t.key: t.value for t in tags}}
@@ -275,7 +285,7 @@ async def update_version(ref: str, changes: VersionChanges, *, actor: str) -> Ve
 async def archive_version(ref: str, *, actor: str) -> VersionRow:
     """Soft-archive a version; CONFLICT while an alias points at it."""
     async with in_transaction():
-        version, model, name = await _named(ref)
+        version, model, name = await _locked(ref)
         if version.status == Status.ARCHIVED.value:
             raise ConflictError(f"version {ref} is already archived")
         aliases: list[str] = await AliasRow.filter(version_id=version.id).values_list("name", flat=True)  # type: ignore[assignment]
@@ -291,7 +301,7 @@ async def archive_version(ref: str, *, actor: str) -> VersionRow:
 async def restore_version(ref: str, *, actor: str) -> VersionRow:
     """Bring an archived version back to READY."""
     async with in_transaction():
-        version, model, name = await _named(ref)
+        version, model, name = await _locked(ref)
         if version.status != Status.ARCHIVED.value:
             raise ConflictError(f"version {ref} is not archived")
         await _set_status(version, Status.READY, model, name, actor)
@@ -315,6 +325,9 @@ async def log_metrics(ref: str, points: list[MetricPoint], *, actor: str) -> Ver
         raise InvalidError("no metrics given")
     async with in_transaction():
         version, model, name = await _named(ref)
+        # Writers of one version's metrics queue up: two adding the same new key would both
+        # insert it (a unique violation) if they read "absent" at the same time.
+        await VersionRow.select_for_update().get(id=version.id)
         await _record_metrics(version.id, points)
         await audit.record(
             actor, audit.EventKind.METRICS_LOGGED, "ModelVersion", name, model=model,
