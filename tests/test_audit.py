@@ -98,6 +98,8 @@ async def snapshot() -> dict[str, list[dict[str, Any]]]:
         out[meta.db_table] = await db.execute_query_dict(
             f"SELECT * FROM {meta.db_table} ORDER BY {meta.db_pk_column}"
         )
+    for row in out["token"]:  # when a valid token was last presented is not catalog state
+        row.pop("last_used_at")
     return out
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from modelyard.catalog.tokens import Scope
 from modelyard.config import Settings
@@ -36,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--scope", required=True, choices=[s.value for s in Scope])
     create.add_argument("--namespace", help="bind the token to one namespace")
+    expiry = create.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", type=_duration, metavar="N{d,h,m}",
+                        help="the token stops working after this long, e.g. 90d, 12h, 30m")
+    expiry.add_argument("--expires-at", type=_instant, metavar="ISO-8601",
+                        help="the token stops working at this time, with a zone (2027-01-01T00:00Z)")
     listing = token_sub.add_parser("list", help="List tokens (names, scopes, namespaces; never secrets).")
     revoke = token_sub.add_parser("revoke", help="Revoke a token by name.")
     revoke.add_argument("name")
@@ -186,6 +192,26 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 
+def _duration(text: str) -> timedelta:
+    """`90d`, `12h` or `30m` as a timedelta (argparse type)."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not (number.isascii() and number.isdigit()) or not 0 < int(number) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number and d, h or m (90d, 12h, 30m)")
+    return timedelta(**{units[unit]: int(number)})
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 time with its zone (argparse type)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a time zone, e.g. 2027-01-01T00:00Z")
+    return value
+
+
 async def _token(args: argparse.Namespace, settings: Settings) -> int:
     """`modelyard token create|list|revoke` against the catalog database."""
     from modelyard.catalog import tokens
@@ -197,15 +223,25 @@ async def _token(args: argparse.Namespace, settings: Settings) -> int:
     actor = f"cli:{getpass.getuser()}"
     try:
         if args.token_command == "create":
-            secret, row = await tokens.create_token(args.name, Scope(args.scope), args.namespace, actor=actor)
+            expires = args.expires_at or (datetime.now(UTC) + args.expires_in if args.expires_in else None)
+            secret, row = await tokens.create_token(args.name, Scope(args.scope), args.namespace,
+                                                    actor=actor, expires_at=expires)
             print(secret)
             where = f" in namespace {row.namespace!r}" if row.namespace else ""
-            print(f"created token {row.name!r} with scope {row.scope}{where}; "
+            until = f", expires {row.expires_at:%Y-%m-%d %H:%M}Z" if row.expires_at else ""
+            print(f"created token {row.name!r} with scope {row.scope}{where}{until}; "
                   "the secret above is shown only now", file=sys.stderr)
         elif args.token_command == "list":
+            now = datetime.now(UTC)
             for row in await tokens.list_tokens():
-                state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-                print(f"{row.name}\t{row.scope}\t{row.namespace or '-'}\t{row.prefix}…\t{state}")
+                if row.revoked_at:
+                    state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+                elif row.expires_at and row.expires_at <= now:
+                    state = f"expired {row.expires_at:%Y-%m-%d %H:%M}"
+                else:
+                    state = f"active, expires {row.expires_at:%Y-%m-%d %H:%M}" if row.expires_at else "active"
+                used = f"last used {row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
+                print(f"{row.name}\t{row.scope}\t{row.namespace or '-'}\t{row.prefix}…\t{state}\t{used}")
         else:
             row = await tokens.revoke_token(args.name, actor=actor)
             print(f"revoked token {row.name!r}", file=sys.stderr)

@@ -6,6 +6,7 @@
     ├── InvalidError          INVALID      400
     ├── LimitError            LIMIT        400
     ├── UnauthenticatedError  UNAUTHENTICATED 401
+    │   └── TokenExpiredError TOKEN_EXPIRED   401
     ├── ForbiddenError        FORBIDDEN    403
     └── StorageError          UNAVAILABLE  503
 
@@ -60,6 +61,12 @@ class UnauthenticatedError(ModelyardError):
 
     code = "UNAUTHENTICATED"
     http_status = 401
+
+
+class TokenExpiredError(UnauthenticatedError):
+    """A token past its `expiresAt`: the caller needs a new one (not a retry)."""
+
+    code = "TOKEN_EXPIRED"
 
 
 class ForbiddenError(ModelyardError):

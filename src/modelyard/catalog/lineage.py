@@ -13,6 +13,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import audit, datasets
+from modelyard.catalog.locks import lock_lineage
 from modelyard.catalog.refs import parse_dataset_ref, parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.db.sql import Sql
@@ -20,8 +21,6 @@ from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, ModelRow, Ver
 from modelyard.errors import ConflictError, InvalidError, NotFoundError
 
 MAX_PARENTS = 100
-# Serialises lineage writes on PostgreSQL so two concurrent edges cannot close a cycle together.
-_LINEAGE_LOCK = 0x6D6F_6479_6C69
 
 
 class Relation(enum.Enum):
@@ -102,13 +101,6 @@ async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
         seen.add(parent.key)
         out.append(parent)
     return out
-
-
-async def lock_lineage() -> None:
-    """Take the lineage write lock for the current transaction (PostgreSQL; SQLite is serial)."""
-    sql = Sql()
-    if sql.dialect == "postgres":
-        await sql.rows(f"SELECT pg_advisory_xact_lock({sql.p(_LINEAGE_LOCK)})")
 
 
 async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bool = False) -> None:

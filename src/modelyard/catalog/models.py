@@ -9,7 +9,8 @@ from typing import Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from modelyard.catalog import audit, lineage
+from modelyard.catalog import audit
+from modelyard.catalog.locks import lock_lineage, lock_model
 from modelyard.catalog.refs import check_key, parse_name
 from modelyard.catalog.text import check_text
 from modelyard.db.tables import AliasRow, LineageEdgeRow, ModelRow, VersionRow
@@ -61,19 +62,6 @@ async def get_model(name: str) -> ModelRow:
     row = await ModelRow.get_or_none(full_name=full)
     if row is None:
         raise NotFoundError(f"model {full!r} does not exist")
-    return row
-
-
-async def lock_model(model_id: int) -> ModelRow:
-    """Lock a model's row for the rest of the transaction, or NOT_FOUND if it is gone.
-
-    Every change to a version's status, to an alias or to the model's existence takes this lock
-    first, so rules that read one and write the other ("no alias on an archived version") hold
-    under any interleaving and across replicas (PostgreSQL; SQLite writes one at a time anyway).
-    """
-    row = await ModelRow.select_for_update().get_or_none(id=model_id)
-    if row is None:
-        raise NotFoundError("the model was deleted meanwhile")
     return row
 
 
@@ -137,7 +125,7 @@ async def delete_model(name: str, *, actor: str) -> ModelRow:
     async with in_transaction():
         # Lineage writers first, then the model: a version being created from one of ours either
         # committed its edge before (CONFLICT below) or finds its parent gone (NOT_FOUND).
-        await lineage.lock_lineage()
+        await lock_lineage()
         row = await lock_model((await get_model(name)).id)
         version_ids = await VersionRow.filter(model_id=row.id).values_list("id", flat=True)
         outside = (

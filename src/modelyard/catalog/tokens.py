@@ -13,19 +13,28 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from modelyard.catalog import audit
 from modelyard.catalog.refs import parse_name
 from modelyard.db.tables import TokenRow
-from modelyard.errors import ConflictError, InvalidError, NotFoundError, UnauthenticatedError
+from modelyard.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    TokenExpiredError,
+    UnauthenticatedError,
+)
 
 PREFIX = "myd_"
 TOKEN_RE = re.compile(r"myd_[A-Za-z0-9_-]{43}")  # fullmatch, as every pattern
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# `last_used_at` is written at most this often per token: an authenticated read stays a read.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 class Scope(enum.Enum):
@@ -59,11 +68,24 @@ def check_token_name(name: str) -> str:
     return name
 
 
+def check_expiry(expires_at: datetime | None) -> datetime | None:
+    """An expiry must name its time zone and lie in the future."""
+    if expires_at is None:
+        return None
+    if expires_at.tzinfo is None or expires_at.utcoffset() is None:
+        raise InvalidError("expiresAt needs a time zone, e.g. 2027-01-01T00:00:00Z")
+    if expires_at <= datetime.now(UTC):
+        raise InvalidError(f"expiresAt {expires_at.isoformat()} is not in the future")
+    return expires_at.astimezone(UTC)
+
+
 async def create_token(
-    name: str, scope: Scope, namespace: str | None = None, *, actor: str, secret: str | None = None
+    name: str, scope: Scope, namespace: str | None = None, *, actor: str, secret: str | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[str, TokenRow]:
     """Create a token; return its secret (shown once) and its row. CONFLICT when the name exists."""
     check_token_name(name)
+    expires_at = check_expiry(expires_at)
     if namespace is not None:
         namespace = parse_name(namespace, "namespace").name
     secret = secret or PREFIX + secrets.token_urlsafe(32)
@@ -73,12 +95,14 @@ async def create_token(
         async with in_transaction():
             row = await TokenRow.create(
                 name=name, scope=scope.value, namespace=namespace, secret_hash=_hash(secret),
-                prefix=secret[:10], created_by=actor,
+                prefix=secret[:10], created_by=actor, expires_at=expires_at,
             )
             await audit.record(
                 actor, audit.EventKind.TOKEN_CREATED, "Token", name,
                 changes={"scope": {"before": None, "after": scope.value},
-                         "namespace": {"before": None, "after": namespace}},
+                         "namespace": {"before": None, "after": namespace},
+                         "expiresAt": {"before": None,
+                                       "after": expires_at.isoformat() if expires_at else None}},
             )
     except IntegrityError as exc:
         raise ConflictError(f"a token named {name!r} already exists") from exc
@@ -108,7 +132,8 @@ async def revoke_token(name: str, *, actor: str) -> TokenRow:
 
 
 async def authenticate(secret: str) -> Principal:
-    """The principal a presented secret stands for; UNAUTHENTICATED when malformed, unknown or revoked."""
+    """The principal a presented secret stands for; UNAUTHENTICATED when malformed, unknown or
+    revoked, TOKEN_EXPIRED past its expiry. Notes when it was last used (at most once a minute)."""
     if not TOKEN_RE.fullmatch(secret):
         raise UnauthenticatedError("malformed token: expected 'Bearer myd_…'")
     digest = _hash(secret)
@@ -117,6 +142,15 @@ async def authenticate(secret: str) -> Principal:
         raise UnauthenticatedError("unknown token")
     if row.revoked_at is not None:
         raise UnauthenticatedError(f"token {row.name!r} was revoked")
+    now = datetime.now(UTC)
+    if row.expires_at is not None and row.expires_at <= now:
+        raise TokenExpiredError(f"token {row.name!r} expired at {row.expires_at.isoformat()}; "
+                                "ask an admin for a new one")
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_EVERY:
+        # Conditional, so concurrent requests of one token write it once.
+        await TokenRow.filter(id=row.id).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_EVERY)
+        ).update(last_used_at=now)
     return Principal(row.name, Scope(row.scope), row.namespace)
 
 

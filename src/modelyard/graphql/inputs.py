@@ -315,6 +315,10 @@ class CreateTokenInput:
     namespace: str | None = strawberry.field(
         default=None, description="Bind the token to one namespace: it writes (and, when reads are private, reads) only there."
     )
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="When the token stops working (with a time zone; in the future). "
+        "Null: never. Used after it, the token answers TOKEN_EXPIRED."
+    )
 
 
 @strawberry.input(description="Events about a model, of some kinds, by an actor, or in a range.")

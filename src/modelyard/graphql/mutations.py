@@ -107,7 +107,8 @@ class Mutation:
     @strawberry.mutation(permission_classes=ADMIN, description="Create a token (admin). Its secret is returned this once.")
     async def create_token(self, info: Info, input: CreateTokenInput) -> CreatedToken:
         secret, row = await tokens.create_token(
-            input.name, tokens.Scope(input.scope), input.namespace, actor=info.context.actor
+            input.name, tokens.Scope(input.scope), input.namespace, actor=info.context.actor,
+            expires_at=input.expires_at,
         )
         return CreatedToken(secret=secret, token=Token(row=row))
 

@@ -109,6 +109,14 @@ class Token:
     def revoked_at(self) -> datetime | None:
         return self.row.revoked_at
 
+    @strawberry.field(description="When the token stops working; null: never.")
+    def expires_at(self) -> datetime | None:
+        return self.row.expires_at
+
+    @strawberry.field(description="When the token was last presented (to the minute); null: never.")
+    def last_used_at(self) -> datetime | None:
+        return self.row.last_used_at
+
 
 @strawberry.type(description="A new token and its secret, shown this once.")
 class CreatedToken:
