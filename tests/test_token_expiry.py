@@ -3,6 +3,7 @@ TOKEN_EXPIRED (HTTP 401), `lastUsedAt` shown to admins, both in the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pytest
 from modelyard.catalog import tokens
 from modelyard.catalog.tokens import Scope
 from tests.conftest import GraphQLClient
+from tests.helpers import replay
 
 CREATE = ("mutation($n: String!, $e: DateTime) { createToken(input: {name: $n, scope: WRITE, expiresAt: $e}) "
           "{ secret token { name expiresAt lastUsedAt } } }")
@@ -77,3 +79,24 @@ def test_cli_creates_expiring_tokens_and_lists_expiry(tmp_path: Path) -> None:
     assert "ci" in listed.stdout and "expires " in listed.stdout and "never used" in listed.stdout
     bad = cli("create", "--name", "x", "--scope", "write", "--expires-in", "soon")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--expires-in" in bad.stderr
+
+
+async def test_an_open_subscription_ends_when_its_token_expires(live_server: str) -> None:
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        admin = GraphQLClient(http)
+        expires = datetime.now(UTC) + timedelta(seconds=2)
+        made = (await admin.ok(CREATE, {"n": "short-lived", "e": expires.isoformat()}))["createToken"]
+        name = f"expiry-{made['secret'][-6:].lower().replace('_', 'x').replace('-', 'x')}"
+
+        async def change_after_expiry() -> None:
+            await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
+            await admin.ok("mutation($n: String!) { createModel(input: {name: $n}) { name } }", {"n": name})
+
+        query = "subscription { events { kind objectRef } }"
+        messages, _ = await asyncio.gather(replay(live_server, made["secret"], query, quiet=10),
+                                           change_after_expiry())
+    assert messages, "the subscription ended without a word"
+    last = messages[-1]
+    assert last.get("errors"), messages
+    assert last["errors"][0]["extensions"]["code"] == "TOKEN_EXPIRED", last
+    assert all(name not in str(m.get("data")) for m in messages)

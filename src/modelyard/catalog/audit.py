@@ -15,6 +15,7 @@ from typing import Any
 
 from tortoise.expressions import Q
 
+from modelyard.catalog.refs import namespace_of
 from modelyard.db.sql import Sql
 from modelyard.db.tables import AuditEventRow
 
@@ -43,6 +44,32 @@ class EventKind(enum.Enum):
     def is_token(self) -> bool:
         """Token events are shown to admins only."""
         return self in (EventKind.TOKEN_CREATED, EventKind.TOKEN_REVOKED)
+
+
+_LINEAGE_KINDS = {EventKind.VERSION_CREATED, EventKind.LINEAGE_ADDED, EventKind.LINEAGE_REMOVED}
+
+
+def visible_changes(kind: EventKind, changes: dict[str, Any], reader_namespace: str | None) -> dict[str, Any]:
+    """An event's changes as a reader confined to `reader_namespace` may see them (None: all).
+
+    Lineage entries ("RELATION ref") naming a version or dataset outside the namespace keep their
+    relation and lose the ref, as the lineage views drop such edges: the event stays (its object
+    is the reader's), what it pointed at does not show.
+    """
+    entry = changes.get("lineage")
+    if reader_namespace is None or kind not in _LINEAGE_KINDS or not isinstance(entry, dict):
+        return changes
+
+    def hide(item: Any) -> Any:
+        if not isinstance(item, str) or " " not in item:
+            return item
+        relation, ref = item.split(" ", 1)
+        if namespace_of(ref) == reader_namespace:
+            return item
+        return f"{relation} (outside namespace {reader_namespace!r})"
+
+    shown = {side: [hide(i) for i in v] if isinstance(v, list) else hide(v) for side, v in entry.items()}
+    return {**changes, "lineage": shown}
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

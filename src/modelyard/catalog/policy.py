@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelyard.catalog import tokens
+from modelyard.catalog.refs import namespace_of
 from modelyard.catalog.tokens import Principal, Scope
 from modelyard.errors import ForbiddenError, ModelyardError, UnauthenticatedError
 
@@ -39,12 +40,6 @@ async def caller_for(authorization: str | None) -> Caller:
         return Caller(principal=await tokens.authenticate(secret.strip()))
     except ModelyardError as exc:
         return Caller(auth_error=exc)
-
-
-def namespace_of(name: str) -> str:
-    """The namespace part of a model or dataset name or ref ('' when there is none)."""
-    base = name.split("@", 1)[0].split(":", 1)[0]
-    return base.split("/", 1)[0] if "/" in base else ""
 
 
 def _authenticated(caller: Caller, needed: Scope, what: str) -> Principal:

@@ -48,6 +48,12 @@ def parse_name(raw: str, what: str = "model") -> ModelName:
     return ModelName(m.group("ns") or "", m.group("name"))
 
 
+def namespace_of(name: str) -> str:
+    """The namespace part of a model or dataset name or ref ('' when there is none)."""
+    base = name.split("@", 1)[0].split(":", 1)[0]
+    return base.split("/", 1)[0] if "/" in base else ""
+
+
 def check_alias(raw: str) -> str:
     """Validate an alias name (a number would read as a version, so it must start with a letter)."""
     if not ALIAS_RE.fullmatch(raw or "") or raw == "latest":

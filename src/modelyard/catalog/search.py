@@ -13,12 +13,12 @@ from typing import Any
 
 from modelyard.catalog import datasets, lineage
 from modelyard.catalog.models import Task
-from modelyard.catalog.refs import check_alias, check_key, parse_name, parse_ref
+from modelyard.catalog.refs import check_alias, check_key, namespace_of, parse_name, parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.catalog.versions import Status
 from modelyard.db.sql import Sql
 from modelyard.db.tables import ModelRow, VersionRow
-from modelyard.errors import InvalidError, LimitError
+from modelyard.errors import ForbiddenError, InvalidError, LimitError
 
 MAX_FILTER_TERMS = 50
 _OPS = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
@@ -93,9 +93,16 @@ class Page:
 
 
 class _Compiler:
-    def __init__(self, sql: Sql) -> None:
+    def __init__(self, sql: Sql, reader_namespace: str | None = None) -> None:
         self.sql = sql
         self.terms = 0
+        self.reader_namespace = reader_namespace
+
+    def _readable(self, what: str, ref: str) -> str:
+        if self.reader_namespace is not None and namespace_of(ref) != self.reader_namespace:
+            raise ForbiddenError(f"this token reads only namespace {self.reader_namespace!r}; "
+                                 f"{what} {ref!r} is outside it")
+        return ref
 
     def _count(self) -> None:
         self.terms += 1
@@ -143,11 +150,11 @@ class _Compiler:
             parts.append(f"v.created_at < {sql.p(_db_time(f.created_before))}")
         if f.derived_from is not None:
             self._count()
-            origin = await resolve_version(parse_ref(f.derived_from))
+            origin = await resolve_version(parse_ref(self._readable("derivedFrom", f.derived_from)))
             parts.append(f"v.id IN ({lineage.descendants_sql(sql, origin.id)})")
         if f.trained_on is not None:
             self._count()
-            parts.append(await self._trained_on(f.trained_on))
+            parts.append(await self._trained_on(self._readable("trainedOn", f.trained_on)))
         for sub in f.and_:
             parts.append(f"({await self.compile(sub)})")
         if f.or_:
@@ -244,11 +251,16 @@ def _order_sql(sql: Sql, order: VersionOrder) -> tuple[str, str]:
 
 
 async def search_versions(
-    f: VersionFilter | None, order: VersionOrder | None, first: int, offset: int
+    f: VersionFilter | None, order: VersionOrder | None, first: int, offset: int,
+    reader_namespace: str | None = None,
 ) -> Page:
-    """One page of version ids matching `f`, in `order`; archived versions only when asked."""
+    """One page of version ids matching `f`, in `order`; archived versions only when asked.
+
+    `reader_namespace`: the one namespace the caller may read (private reads); a filter naming a
+    version or dataset outside it is FORBIDDEN before it is looked up, as reading it would be,
+    so the answer says nothing about whether it exists."""
     sql = Sql()
-    where = await _Compiler(sql).compile(f or VersionFilter(), top=True)
+    where = await _Compiler(sql, reader_namespace).compile(f or VersionFilter(), top=True)
     where_params = list(sql.params)
     # The sort key's parameter comes after WHERE's, so the count reuses WHERE's prefix as is.
     column, order_by = _order_sql(sql, order or VersionOrder())

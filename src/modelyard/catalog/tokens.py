@@ -171,6 +171,11 @@ async def seed_admin_token(secret: str) -> None:
         pass  # another replica starting with the same setting got there first
 
 
-async def is_active(name: str) -> bool:
-    """Whether the token called `name` still exists and is not revoked."""
-    return await TokenRow.exists(name=name, revoked_at__isnull=True)
+async def check_active(name: str) -> None:
+    """Raise unless the token called `name` still exists, is not revoked and has not expired
+    (for open subscriptions, which authenticated once)."""
+    row = await TokenRow.get_or_none(name=name)
+    if row is None or row.revoked_at is not None:
+        raise UnauthenticatedError(f"token {name!r} was revoked")
+    if row.expires_at is not None and row.expires_at <= datetime.now(UTC):
+        raise TokenExpiredError(f"token {name!r} expired at {row.expires_at.isoformat()}")

@@ -33,11 +33,24 @@ class CanRead(BasePermission):
         return True
 
 
+def parents_of(kwargs: dict[str, Any]) -> list[str]:
+    """The lineage parents (version or dataset refs) a field's input names."""
+    value = kwargs.get("input")
+    if value is None:
+        return []
+    if isinstance(getattr(value, "parent", None), str):
+        return [value.parent]
+    return [p.parent for p in getattr(value, "lineage", None) or []]
+
+
 class CanWrite(BasePermission):
-    """Writes: a `write` token, inside its namespace when it has one."""
+    """Writes: a `write` token, inside its namespace when it has one. A lineage parent is read,
+    so with private reads it must be readable too (FORBIDDEN before it is looked up)."""
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         check_write(info.context.caller, target_of(kwargs))
+        for parent in parents_of(kwargs):
+            check_read(info.context.caller, info.context.settings.public_read, parent)
         return True
 
 

@@ -104,7 +104,8 @@ class Query:
         namespace = _narrow(info, None)
         if namespace is not None:
             spec = search.VersionFilter(namespace=namespace, status=spec.status, and_=[spec])
-        page = await search.search_versions(spec, order_by.to_catalog() if order_by else None, limit, offset)
+        page = await search.search_versions(spec, order_by.to_catalog() if order_by else None, limit, offset,
+                                            reader_namespace=namespace)
         rows = await info.context.loaders.version.load_many(page.ids)
 
         async def count() -> int:

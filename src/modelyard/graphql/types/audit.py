@@ -6,6 +6,7 @@ from datetime import datetime
 
 import strawberry
 
+from modelyard.catalog import audit, policy
 from modelyard.catalog.audit import EventKind
 from modelyard.catalog.tokens import Scope
 from modelyard.db.tables import AliasMoveRow, AuditEventRow, TokenRow
@@ -49,9 +50,11 @@ class AuditEvent:
     def object_ref(self) -> str:
         return self.row.object_ref
 
-    @strawberry.field(description='What changed: `{field: {"before": …, "after": …}}`.')
-    def changes(self) -> JSON:
-        return JSON(self.row.changes)
+    @strawberry.field(description='What changed: `{field: {"before": …, "after": …}}`. With private '
+                      "reads, lineage outside the reader's namespace shows its relation only.")
+    def changes(self, info: Info) -> JSON:
+        reader = policy.read_namespace(info.context.caller, info.context.settings.public_read)
+        return JSON(audit.visible_changes(EventKind(self.row.kind), self.row.changes, reader))
 
 
 @strawberry.type(description="One move of an alias; `version` is null when the alias was deleted.")
