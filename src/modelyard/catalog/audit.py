@@ -16,12 +16,14 @@ from typing import Any
 from tortoise.expressions import Q
 
 from modelyard.catalog.refs import namespace_of
+from modelyard.catalog.text import check_text
 from modelyard.db.sql import Sql
 from modelyard.db.tables import AuditEventRow
 
 CHANNEL = "modelyard_events"
 _EVENTS_LOCK = 0x6D6F_6479_6576
 ANONYMOUS = "anonymous"
+ACTOR_MAX = 128  # the actor column's width
 
 
 class EventKind(enum.Enum):
@@ -132,7 +134,7 @@ def events_query(f: AuditFilter) -> Any:
     if f.kinds:
         query = query.filter(kind__in=[k.value for k in f.kinds])
     if f.actor is not None:
-        query = query.filter(actor=f.actor)
+        query = query.filter(actor=check_text(f.actor, "actor filter", ACTOR_MAX))
     if f.after_id is not None:
         query = query.filter(id__gt=f.after_id)
     if f.since is not None:

@@ -19,6 +19,7 @@ from modelyard.errors import InvalidError, LimitError
 MAX_TEXT = 512
 MAX_JSON = 16_384
 MAX_PARAMS = 1_000
+MAX_JSON_DEPTH = 32
 INT64 = 2**63
 
 
@@ -90,7 +91,10 @@ def typed_param(key: str, value: Any, kind: ParamKind | None = None) -> TypedPar
     elif kind is ParamKind.FLOAT:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise InvalidError(f"param {key!r} is too large for a 64-bit float") from None
         if not math.isfinite(value):
             raise InvalidError(f"param {key!r} must be a finite number")
     elif kind is ParamKind.STRING:
@@ -99,10 +103,32 @@ def typed_param(key: str, value: Any, kind: ParamKind | None = None) -> TypedPar
         if len(value) > MAX_TEXT:
             raise InvalidError(f"param {key!r} is longer than {MAX_TEXT} characters; use type json")
         check_text(value, f"param {key!r}", MAX_TEXT)
+    elif kind is ParamKind.JSON:
+        _check_json(value, key)
     param = TypedParam(key, kind, value)
     if len(param.value_json) > MAX_JSON:
         raise LimitError(f"param {key!r} is larger than {MAX_JSON} bytes")
     return param
+
+
+def _check_json(value: Any, key: str, depth: int = 0) -> None:
+    """A JSON param holds what every database stores and every reader parses back: at most
+    MAX_JSON_DEPTH levels, finite numbers, 64-bit integers, text without NUL or lone surrogates."""
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidError(f"param {key!r} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_text(str(k), f"param {key!r} (a key)", MAX_JSON)
+            _check_json(v, key, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_json(v, key, depth + 1)
+    elif isinstance(value, str):
+        check_text(value, f"param {key!r}", MAX_JSON)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidError(f"param {key!r} holds {value!r}: JSON numbers must be finite")
+    elif isinstance(value, int) and not isinstance(value, bool) and not -INT64 <= value < INT64:
+        raise InvalidError(f"param {key!r} holds an integer that does not fit in 64 bits")
 
 
 def check_params(params: list[TypedParam]) -> list[TypedParam]:

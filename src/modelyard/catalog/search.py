@@ -21,6 +21,8 @@ from modelyard.db.tables import ModelRow, VersionRow
 from modelyard.errors import ForbiddenError, InvalidError, LimitError
 
 MAX_FILTER_TERMS = 50
+MAX_FILTER_DEPTH = 8  # and/or/not levels; SQLite's parser overflows around 60
+MAX_IN_VALUES = 1_000  # one bound parameter each; SQLite and asyncpg cap a statement's
 _OPS = {"eq": "=", "ne": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
 
 
@@ -109,7 +111,9 @@ class _Compiler:
         if self.terms > MAX_FILTER_TERMS:
             raise LimitError(f"a filter may hold at most {MAX_FILTER_TERMS} conditions")
 
-    async def compile(self, f: VersionFilter, top: bool = False) -> str:
+    async def compile(self, f: VersionFilter, top: bool = False, depth: int = 0) -> str:
+        if depth > MAX_FILTER_DEPTH:
+            raise LimitError(f"filters nest at most {MAX_FILTER_DEPTH} levels (and, or, not)")
         sql, parts = self.sql, []
         if f.model is not None:
             self._count()
@@ -156,12 +160,12 @@ class _Compiler:
             self._count()
             parts.append(await self._trained_on(self._readable("trainedOn", f.trained_on)))
         for sub in f.and_:
-            parts.append(f"({await self.compile(sub)})")
+            parts.append(f"({await self.compile(sub, depth=depth + 1)})")
         if f.or_:
-            alternatives = [f"({await self.compile(sub)})" for sub in f.or_]
+            alternatives = [f"({await self.compile(sub, depth=depth + 1)})" for sub in f.or_]
             parts.append("(" + " OR ".join(alternatives) + ")")
         if f.not_ is not None:
-            parts.append(f"NOT ({await self.compile(f.not_)})")
+            parts.append(f"NOT ({await self.compile(f.not_, depth=depth + 1)})")
         return " AND ".join(parts) if parts else "1 = 1"
 
     def _param(self, cmp: Compare) -> str:
@@ -177,9 +181,8 @@ class _Compiler:
             if value is not None:
                 conds.append(f"p.kind IN ('int', 'float') AND p.num_value {_OPS[op]} {sql.p(float(value))}")
         if cmp.in_ is not None:
-            if not cmp.in_:
-                raise InvalidError(f"param {cmp.key!r}: 'in' needs at least one value")
-            conds.append("(" + " OR ".join(f"({self._param_eq(v)})" for v in cmp.in_) + ")")
+            _check_in("param", cmp)
+            conds.append(self._param_in(cmp.in_))
         where = " AND ".join(conds)
         return f"EXISTS (SELECT 1 FROM param p WHERE p.version_id = v.id AND {where})"
 
@@ -193,6 +196,24 @@ class _Compiler:
             return f"p.kind = 'string' AND p.text_value = {sql.p(value)}"
         raise InvalidError(f"params compare with a string, number or boolean, got {value!r:.60}")
 
+    def _param_in(self, values: list[Any]) -> str:
+        """One IN list per stored kind (not an OR per value: SQLite caps expression depth)."""
+        sql = self.sql
+        numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        flags = [1.0 if v else 0.0 for v in values if isinstance(v, bool)]
+        texts = [v for v in values if isinstance(v, str)]
+        if len(numbers) + len(flags) + len(texts) != len(values):
+            bad = next(v for v in values if not isinstance(v, bool | int | float | str))
+            raise InvalidError(f"params compare with a string, number or boolean, got {bad!r:.60}")
+        ors = []
+        if numbers:
+            ors.append(f"p.kind IN ('int', 'float') AND p.num_value IN ({sql.many(numbers)})")
+        if flags:
+            ors.append(f"p.kind = 'bool' AND p.num_value IN ({sql.many(flags)})")
+        if texts:
+            ors.append(f"p.kind = 'string' AND p.text_value IN ({sql.many(texts)})")
+        return "(" + " OR ".join(f"({o})" for o in ors) + ")"
+
     def _metric(self, cmp: Compare) -> str:
         sql = self.sql
         check_key(cmp.key, "metric")
@@ -204,8 +225,7 @@ class _Compiler:
                     raise InvalidError(f"metric {cmp.key!r} compares with numbers, got {value!r:.60}")
                 conds.append(f"m.value {_OPS[op]} {sql.p(float(value))}")
         if cmp.in_ is not None:
-            if not cmp.in_:
-                raise InvalidError(f"metric {cmp.key!r}: 'in' needs at least one value")
+            _check_in("metric", cmp)
             conds.append(f"m.value IN ({sql.many([float(v) for v in cmp.in_])})")
         where = " AND ".join(conds)
         return f"EXISTS (SELECT 1 FROM metric m WHERE m.version_id = v.id AND {where})"
@@ -223,6 +243,14 @@ class _Compiler:
                 f"e.parent_dataset_id IN (SELECT id FROM dataset_version WHERE dataset_id = {sql.p(ds.id)})"
             )
         return f"EXISTS (SELECT 1 FROM lineage_edge e WHERE e.child_id = v.id AND {rel} AND {target})"
+
+
+def _check_in(what: str, cmp: Compare) -> None:
+    if not cmp.in_:
+        raise InvalidError(f"{what} {cmp.key!r}: 'in' needs at least one value")
+    if len(cmp.in_) > MAX_IN_VALUES:
+        raise LimitError(f"{what} {cmp.key!r}: 'in' holds at most {MAX_IN_VALUES} values, "
+                         f"not {len(cmp.in_)}")
 
 
 def _db_time(value: datetime) -> Any:

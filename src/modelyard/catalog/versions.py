@@ -65,6 +65,11 @@ class RunInfo:
             value = getattr(self, name)
             if value is not None:
                 check_text(value, f"run {name}", 2048)
+        for name in ("started_at", "ended_at"):
+            value = getattr(self, name)
+            if value is not None and value.utcoffset() is None:
+                raise InvalidError(f"run {name} {value.isoformat()} needs a time zone, e.g. "
+                                   "2026-01-01T10:00:00Z")
         if self.started_at and self.ended_at and self.ended_at < self.started_at:
             raise InvalidError("run ended_at is before started_at")
         return {
