@@ -162,3 +162,22 @@ async def test_a_ref_with_a_huge_version_number_is_invalid(gql: GraphQLClient) -
                   'query($r: String!) { versions(filter: {derivedFrom: $r}) { nodes { ref } } }',
                   'mutation($r: String!) { archiveVersion(ref: $r) { ref } }'):
         await refused(gql, query, {"r": "m:" + "9" * 5000}, {"INVALID"})
+
+
+@pytest.mark.parametrize("variables", [
+    '{"f": {"tags": [{"key": "t", "value": "\\ud800"}]}}',
+    '{"f": {"params": [{"key": "lr", "eq": "\\ud800"}]}}',
+    '{"f": {"params": [{"key": "lr", "in": ["a", "\\udc00"]}]}}',
+    '{"f": {"params": [{"key": "lr", "eq": "a\\u0000"}]}}',
+])
+async def test_search_strings_are_text(gql: GraphQLClient, client: httpx.AsyncClient, variables: str) -> None:
+    await seeded(gql)
+    body = await post_raw(client, "query($f: VersionFilter) { versions(filter: $f) { nodes { ref } } }", variables)
+    assert body["errors"][0]["extensions"]["code"] == "INVALID", body
+
+
+async def test_model_name_search_is_text(gql: GraphQLClient, client: httpx.AsyncClient) -> None:
+    await seeded(gql)
+    body = await post_raw(client, "query($s: String) { models(filter: {nameContains: $s}) { nodes { name } } }",
+                          '{"s": "\\ud800"}')
+    assert body["errors"][0]["extensions"]["code"] == "INVALID", body

@@ -15,6 +15,7 @@ from modelyard.catalog import datasets, lineage
 from modelyard.catalog.models import Task
 from modelyard.catalog.refs import check_alias, check_key, namespace_of, parse_name, parse_ref
 from modelyard.catalog.resolve import resolve_version
+from modelyard.catalog.text import check_text
 from modelyard.catalog.versions import Status
 from modelyard.db.sql import Sql
 from modelyard.db.tables import ModelRow, VersionRow
@@ -138,7 +139,7 @@ class _Compiler:
             check_key(tag.key, "tag")
             cond = f"t.key = {sql.p(tag.key)}"
             if tag.value is not None:
-                cond += f" AND t.value = {sql.p(tag.value)}"
+                cond += f" AND t.value = {sql.p(check_text(tag.value, f'tag {tag.key!r}', 512))}"
             parts.append(f"EXISTS (SELECT 1 FROM version_tag t WHERE t.version_id = v.id AND {cond})")
         if f.alias is not None:
             self._count()
@@ -193,7 +194,7 @@ class _Compiler:
         if isinstance(value, (int, float)):
             return f"p.kind IN ('int', 'float') AND p.num_value = {sql.p(float(value))}"
         if isinstance(value, str):
-            return f"p.kind = 'string' AND p.text_value = {sql.p(value)}"
+            return f"p.kind = 'string' AND p.text_value = {sql.p(check_text(value, 'param value', 512))}"
         raise InvalidError(f"params compare with a string, number or boolean, got {value!r:.60}")
 
     def _param_in(self, values: list[Any]) -> str:
@@ -201,7 +202,7 @@ class _Compiler:
         sql = self.sql
         numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
         flags = [1.0 if v else 0.0 for v in values if isinstance(v, bool)]
-        texts = [v for v in values if isinstance(v, str)]
+        texts = [check_text(v, "param value", 512) for v in values if isinstance(v, str)]
         if len(numbers) + len(flags) + len(texts) != len(values):
             bad = next(v for v in values if not isinstance(v, bool | int | float | str))
             raise InvalidError(f"params compare with a string, number or boolean, got {bad!r:.60}")
@@ -328,7 +329,7 @@ def model_query(f: ModelFilter | None) -> Any:
         if f.task is not None:
             query = query.filter(task=f.task.value)
         if f.name_contains:
-            query = query.filter(full_name__icontains=f.name_contains)
+            query = query.filter(full_name__icontains=check_text(f.name_contains, "nameContains", 200))
     return query.order_by("full_name")
 
 
