@@ -65,4 +65,5 @@ async def delete_alias(model: str, alias: str, *, actor: str) -> AliasRow:
 
 async def alias_history(model_id: int, alias: str) -> list[AliasMoveRow]:
     """Every move of an alias, newest first (a move to no version is a deletion)."""
+    check_alias(alias)
     return await AliasMoveRow.filter(model_id=model_id, alias=alias).order_by("-at", "-id")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from modelyard.catalog.refs import VersionRef
 from modelyard.db.tables import AliasMoveRow, AliasRow, ModelRow, VersionRow
@@ -12,11 +12,14 @@ READY = "READY"
 
 
 async def resolve_version(ref: VersionRef, at: datetime | None = None) -> VersionRow:
-    """The version `ref` names (as of `at`, when given), or NOT_FOUND saying what is missing.
+    """The version `ref` names (as of `at`, when given; a time without a zone is UTC, as in every
+    filter), or NOT_FOUND saying what is missing.
 
     As of a past moment an alias resolves to where it pointed then, the bare name to the newest
     READY version created by then; a number or digest must have existed by then.
     """
+    if at is not None and at.utcoffset() is None:
+        at = at.replace(tzinfo=UTC)
     full = ref.model.full
     row: VersionRow | None
     if at is not None and ref.alias is not None and ref.alias != "latest":

@@ -122,7 +122,8 @@ class _Compiler:
             parts.append(f"v.model_id = (SELECT id FROM model WHERE full_name = {sql.p(full)})")
         if f.namespace is not None:
             self._count()
-            parts.append(f"v.model_id IN (SELECT id FROM model WHERE namespace = {sql.p(f.namespace)})")
+            namespace = parse_name(f.namespace, "namespace").name
+            parts.append(f"v.model_id IN (SELECT id FROM model WHERE namespace = {sql.p(namespace)})")
         if f.status:
             self._count()
             parts.append(f"v.status IN ({sql.many([s.value for s in f.status])})")
@@ -325,7 +326,7 @@ def model_query(f: ModelFilter | None) -> Any:
     query = ModelRow.all()
     if f is not None:
         if f.namespace is not None:
-            query = query.filter(namespace=f.namespace)
+            query = query.filter(namespace=parse_name(f.namespace, "namespace").name)
         if f.task is not None:
             query = query.filter(task=f.task.value)
         if f.name_contains:

@@ -116,6 +116,7 @@ async def list_tokens() -> list[TokenRow]:
 
 async def revoke_token(name: str, *, actor: str) -> TokenRow:
     """Revoke a token; it stops working at once. NOT_FOUND or CONFLICT (already revoked)."""
+    check_token_name(name)
     async with in_transaction():
         row = await TokenRow.get_or_none(name=name)
         if row is None:

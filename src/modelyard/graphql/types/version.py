@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from modelyard.catalog.lineage import Direction
+from modelyard.catalog.refs import check_key
 from modelyard.catalog.versions import Status
 from modelyard.db.tables import VersionRow
 from modelyard.errors import LimitError
@@ -77,7 +78,7 @@ class ModelVersion(Node):
 
     @strawberry.field
     async def param(self, info: Info, key: str) -> Param | None:
-        row = await info.context.loaders.param.load((self.row.id, key))
+        row = await info.context.loaders.param.load((self.row.id, check_key(key, "param")))
         return Param(row=row) if row else None
 
     @strawberry.field(description="The latest value of each metric.")
@@ -86,12 +87,12 @@ class ModelVersion(Node):
 
     @strawberry.field
     async def metric(self, info: Info, key: str) -> Metric | None:
-        row = await info.context.loaders.metric.load((self.row.id, key))
+        row = await info.context.loaders.metric.load((self.row.id, check_key(key, "metric")))
         return Metric(row=row) if row else None
 
     @strawberry.field(description="Every logged value of one metric, oldest first.")
     async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
-        rows = await info.context.loaders.metric_history.load((self.row.id, key))
+        rows = await info.context.loaders.metric_history.load((self.row.id, check_key(key, "metric")))
         return [MetricPoint(row=r) for r in rows]
 
     @strawberry.field
