@@ -680,3 +680,65 @@ async def test_node_id_of_nothing_is_null_not_a_crash(gql: GraphQLClient, node_i
         assert body["errors"][0]["extensions"]["code"] == "INVALID", body
     else:
         assert body["data"]["node"] is None
+
+
+# --- bodies the JSON parser refuses (issue 11 item 7) --------------------------------------------
+
+WRITE = 'mutation { createModel(input: {name: "written"}) { name } }'
+BAD_BODIES = {
+    "number": b"42",
+    "string": b'"{ models { totalCount } }"',
+    "null": b"null",
+    "list": b'[{"query": "' + WRITE.replace('"', '\\"').encode() + b'"}]',
+    "invalid-utf8": b'{"query": "' + WRITE.replace('"', '\\"').encode() + b'", "x": "\xff\xfe"}',
+    "5000-digit-integer": (
+        '{"query": "query($n: Int) { models(first: $n) { totalCount } }", "variables": {"n": '
+        + "9" * 5000 + "}}"
+    ).encode(),
+    "variables-5000-deep": (
+        '{"query": "' + WRITE.replace('"', '\\"') + '", "variables": {"v": ' + "[" * 5000 + "]" * 5000 + "}}"
+    ).encode(),
+    "variables-not-an-object": b'{"query": "' + WRITE.replace('"', '\\"').encode() + b'", "variables": [1]}',
+    "query-not-a-string": b'{"query": 42}',
+    "no-query": b'{"variables": {}}',
+}
+
+
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+async def test_a_body_json_cannot_carry_is_a_coded_400_and_writes_nothing(
+    gql: GraphQLClient, client: httpx.AsyncClient, body: bytes
+) -> None:
+    response = await client.post("/graphql", content=body, headers={
+        "content-type": "application/json", "authorization": f"Bearer {ADMIN_SECRET}"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    answer = response.json()
+    assert "data" not in answer, answer
+    assert answer["errors"][0]["extensions"]["code"] in ("INVALID", "LIMIT"), answer
+    assert await model_count(gql) == 0
+
+
+async def test_json_nested_deeper_than_the_transport_allows_is_limit(client: httpx.AsyncClient) -> None:
+    # Deep enough to refuse, shallow enough for json.loads: refused by a fixed bound, not by
+    # whatever stack depth the parser happens to reach.
+    body = '{"query": "{ __typename }", "variables": {"v": ' + "[" * 200 + "]" * 200 + "}}"
+    response = await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "LIMIT" and "nested" in error["message"], error
+
+
+# --- a request of several mutations says what it did (issue 11 item 9) ---------------------------
+
+
+async def test_when_a_later_mutation_fails_the_earlier_result_is_in_data(gql: GraphQLClient) -> None:
+    body = await gql.raw("""mutation {
+        first: createModel(input: {name: "kept"}) { name }
+        second: createModel(input: {name: "kept"}) { name }
+        third: createModel(input: {name: "also-kept"}) { name }
+    }""")
+    assert body["data"] == {"first": {"name": "kept"}, "second": None, "third": {"name": "also-kept"}}
+    assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == [(["second"], "CONFLICT")]
+    events = await gql.ok('{ auditLog(first: 10) { nodes { objectRef } } }')
+    assert {n["objectRef"] for n in events["auditLog"]["nodes"]} >= {"kept", "also-kept"}
+    assert await model_count(gql) == 2

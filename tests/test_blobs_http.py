@@ -294,3 +294,27 @@ async def test_abort_and_finish_without_digest(store_client: httpx.AsyncClient) 
     assert (await store_client.head(location)).status_code == 404
     again = await store_client.delete(location)
     assert again.status_code == 404 and again.json()["code"] == "NOT_FOUND"
+
+
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("header", [f"bytes=0-{HUGE}", f"bytes={HUGE}-", f"bytes=-{HUGE}", f"bytes={HUGE}-{HUGE}",
+                                    "bytes=0-99999999999999999999", "bytes=99999999999999999999-"])
+async def test_range_numbers_past_64_bits_are_refused(store_client: httpx.AsyncClient, header: str) -> None:
+    """Issue 11, item 7: a 5,000-digit Range position answered 500."""
+    await put(store_client, DATA[:1000])
+    answer = await store_client.get(f"/api/blobs/{digest_of(DATA[:1000])}", headers={"Range": header})
+    assert answer.status_code in (400, 416) and answer.json()["code"] == "INVALID", answer.text
+    assert (await store_client.get(f"/api/blobs/{digest_of(DATA[:1000])}")).content == DATA[:1000]
+
+
+@pytest.mark.parametrize("offset", [HUGE.encode(), b"\xb2", b"-1", b"+1", b"0x0", b" ", b"1.0", b"\xd9\xa0"])
+async def test_bad_upload_offsets_are_invalid(store_client: httpx.AsyncClient, offset: bytes) -> None:
+    """Huge, negative, non-ASCII digits ('\xb2' is a superscript two) and garbage: 400, nothing lost."""
+    location = (await store_client.post("/api/uploads")).headers["location"]
+    assert (await store_client.patch(location, content=b"abc", headers={"Upload-Offset": "0"})).status_code == 204
+    answer = await store_client.patch(location, content=b"def", headers=[(b"Upload-Offset", offset)])
+    assert answer.status_code == 400 and answer.json()["code"] == "INVALID", answer.text
+    assert "Upload-Offset" in answer.json()["error"]
+    assert (await store_client.head(location)).headers["upload-offset"] == "3"

@@ -222,6 +222,30 @@ async def test_graphiql_introspection_is_not_refused(gql: GraphQLClient) -> None
     assert "createVersion" in schema.mutation_type.fields  # type: ignore[union-attr]
 
 
+async def test_aliased_introspection_counts_against_the_alias_limit(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # 200 aliased `__schema` answered 2.3 MB to an anonymous caller.
+    for field in ("__schema { types { name fields { name } } }", '__type(name: "Query") { name }', "__typename"):
+        query = "{ " + " ".join(f"s{i}: {field}" for i in range(200)) + " }"
+        response = await client.post("/graphql", json={"query": query})
+        body = response.json()
+        assert "data" not in body, (field, len(response.content))
+        error = body["errors"][0]
+        assert error["extensions"]["code"] == "LIMIT" and "aliases" in error["message"], error
+        assert len(response.content) < 1000
+
+
+async def test_introspection_counts_against_the_cost_limit(client: httpx.AsyncClient, settings: Settings) -> None:
+    operation, fragments = get_introspection_query(descriptions=True).split("fragment", 1)
+    full = operation.split("{", 1)[1].rsplit("}", 1)[0]  # `__schema { … }`
+    query = "query { " + " ".join(f"s{i}: {full}" for i in range(settings.max_aliases)) + " } fragment" + fragments
+    response = await client.post("/graphql", json={"query": query})
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "LIMIT" and "objects" in error["message"], error
+    assert len(response.content) < 1000
+
+
 # --- malformed requests --------------------------------------------------------------------------
 
 
@@ -297,8 +321,9 @@ LEAKS = ("Traceback", 'File "', "no such table", "does not exist", "SELECT", "Op
 
 
 async def test_server_failure_is_masked_for_the_client_and_logged_in_full(
-    gql: GraphQLClient, caplog: pytest.LogCaptureFixture
+    own_gql: GraphQLClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    gql = own_gql  # it drops a table: on a database no other test uses
     await seed(gql)
     await connections.get("default").execute_script("DROP TABLE metric")
     caplog.set_level(logging.ERROR, logger="modelyard.graphql")

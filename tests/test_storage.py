@@ -21,6 +21,7 @@ from modelyard.storage.s3 import PART_SIZE, S3BlobStore
 from tests.conftest import S3_KEYS
 
 MiB = 1024 * 1024
+OWNER = "ci"
 
 
 def digest_of(data: bytes) -> str:
@@ -161,9 +162,9 @@ async def test_malformed_digests_are_refused(blob_store: BlobStore, digest: str)
         await blob_store.put(stream(b"x"), digest)
     with pytest.raises(InvalidError):
         await blob_store.delete(digest)
-    upload = await blob_store.start_upload()
+    upload = await blob_store.start_upload(OWNER)
     with pytest.raises(InvalidError):
-        await blob_store.finish_upload(upload, digest)
+        await blob_store.finish_upload(OWNER, upload, digest)
 
 
 # -- refusals leave nothing behind -----------------------------------------------------------
@@ -301,23 +302,23 @@ async def test_presign(blob_store: BlobStore) -> None:
 
 async def test_resumable_upload(blob_store: BlobStore) -> None:
     data = blob(PART_SIZE + 2 * MiB + 5)
-    upload = await blob_store.start_upload()
+    upload = await blob_store.start_upload(OWNER)
     assert len(upload) == 32
-    assert await blob_store.upload_size(upload) == 0
+    assert await blob_store.upload_size(OWNER, upload) == 0
     cut = [0, 1000, 3 * MiB, PART_SIZE + MiB, len(data)]
     for start, end in zip(cut, cut[1:], strict=False):
-        assert await blob_store.append(upload, start, stream(data[start:end])) == end
-        assert await blob_store.upload_size(upload) == end
+        assert await blob_store.append(OWNER, upload, start, stream(data[start:end])) == end
+        assert await blob_store.upload_size(OWNER, upload) == end
     with pytest.raises(ConflictError) as refused:
-        await blob_store.append(upload, 5, stream(b"late"))
+        await blob_store.append(OWNER, upload, 5, stream(b"late"))
     assert str(len(data)) in refused.value.message
-    assert await blob_store.upload_size(upload) == len(data)
+    assert await blob_store.upload_size(OWNER, upload) == len(data)
     assert await blob_store.stat(digest_of(data)) is None  # not visible before the finish
-    info = await blob_store.finish_upload(upload, digest_of(data))
+    info = await blob_store.finish_upload(OWNER, upload, digest_of(data))
     assert (info.digest, info.size) == (digest_of(data), len(data))
     assert await read(blob_store, info.digest) == data
     with pytest.raises(NotFoundError):
-        await blob_store.upload_size(upload)
+        await blob_store.upload_size(OWNER, upload)
     assert [u async for u in blob_store.iter_uploads()] == []
     assert await leftovers(blob_store) == []
 
@@ -325,84 +326,84 @@ async def test_resumable_upload(blob_store: BlobStore) -> None:
 async def test_upload_of_an_existing_blob(blob_store: BlobStore) -> None:
     data = blob(MiB)
     first = await blob_store.put(stream(data))
-    upload = await blob_store.start_upload()
-    await blob_store.append(upload, 0, stream(data))
-    assert await blob_store.finish_upload(upload, first.digest) == first
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(data))
+    assert await blob_store.finish_upload(OWNER, upload, first.digest) == first
     assert [u async for u in blob_store.iter_uploads()] == []
 
 
 async def test_upload_with_wrong_digest_is_discarded(blob_store: BlobStore) -> None:
     data = blob(PART_SIZE + MiB)
-    upload = await blob_store.start_upload()
-    await blob_store.append(upload, 0, stream(data))
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(data))
     wrong = digest_of(b"not it")
     with pytest.raises(InvalidError) as refused:
-        await blob_store.finish_upload(upload, wrong)
+        await blob_store.finish_upload(OWNER, upload, wrong)
     assert wrong in refused.value.message and digest_of(data) in refused.value.message
     assert await stored(blob_store) == {}
     with pytest.raises(NotFoundError):
-        await blob_store.upload_size(upload)
+        await blob_store.upload_size(OWNER, upload)
     assert await leftovers(blob_store) == []
 
 
 async def test_truncated_upload_is_refused(blob_store: BlobStore) -> None:
     data = blob(3 * MiB)
-    upload = await blob_store.start_upload()
-    await blob_store.append(upload, 0, stream(data[:-1]))
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(data[:-1]))
     with pytest.raises(InvalidError):
-        await blob_store.finish_upload(upload, digest_of(data))
+        await blob_store.finish_upload(OWNER, upload, digest_of(data))
     assert await stored(blob_store) == {}
 
 
 @pytest.mark.parametrize("upload", ["0" * 32, "../../blobs", "", "A" * 32])
 async def test_unknown_upload(blob_store: BlobStore, upload: str) -> None:
     with pytest.raises(NotFoundError):
-        await blob_store.append(upload, 0, stream(b"x"))
+        await blob_store.append(OWNER, upload, 0, stream(b"x"))
     with pytest.raises(NotFoundError):
-        await blob_store.upload_size(upload)
+        await blob_store.upload_size(OWNER, upload)
     with pytest.raises(NotFoundError):
-        await blob_store.finish_upload(upload, digest_of(b"x"))
-    assert await blob_store.abort_upload(upload) is False
+        await blob_store.finish_upload(OWNER, upload, digest_of(b"x"))
+    assert await blob_store.abort_upload(OWNER, upload) is False
     assert await stored(blob_store) == {}
 
 
 async def test_abort_upload(blob_store: BlobStore) -> None:
-    upload = await blob_store.start_upload()
-    await blob_store.append(upload, 0, stream(b"abc"))
-    assert await blob_store.abort_upload(upload) is True
-    assert await blob_store.abort_upload(upload) is False
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(b"abc"))
+    assert await blob_store.abort_upload(OWNER, upload) is True
+    assert await blob_store.abort_upload(OWNER, upload) is False
     with pytest.raises(NotFoundError):
-        await blob_store.append(upload, 3, stream(b"def"))
+        await blob_store.append(OWNER, upload, 3, stream(b"def"))
     with pytest.raises(NotFoundError):
-        await blob_store.finish_upload(upload, digest_of(b"abc"))
+        await blob_store.finish_upload(OWNER, upload, digest_of(b"abc"))
     assert [u async for u in blob_store.iter_uploads()] == []
 
 
 async def test_append_over_the_limit_is_refused_whole(blob_store: BlobStore) -> None:
-    upload = await blob_store.start_upload()
-    await blob_store.append(upload, 0, stream(blob(MiB)), max_size=PART_SIZE + 2 * MiB)
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(blob(MiB)), max_size=PART_SIZE + 2 * MiB)
     with pytest.raises(LimitError):
-        await blob_store.append(upload, MiB, stream(blob(PART_SIZE + 2 * MiB)), max_size=PART_SIZE + 2 * MiB)
-    assert await blob_store.upload_size(upload) == MiB
-    assert await blob_store.append(upload, MiB, stream(b"fits"), max_size=MiB + 4) == MiB + 4
+        await blob_store.append(OWNER, upload, MiB, stream(blob(PART_SIZE + 2 * MiB)), max_size=PART_SIZE + 2 * MiB)
+    assert await blob_store.upload_size(OWNER, upload) == MiB
+    assert await blob_store.append(OWNER, upload, MiB, stream(b"fits"), max_size=MiB + 4) == MiB + 4
 
 
 async def test_client_disconnects_mid_append(blob_store: BlobStore) -> None:
     """What arrived before the connection dropped stays staged; the client resumes from there."""
     data = blob(PART_SIZE + 4 * MiB)
-    upload = await blob_store.start_upload()
+    upload = await blob_store.start_upload(OWNER)
     with pytest.raises(ClientWentAway):
-        await blob_store.append(upload, 0, broken(data, PART_SIZE + MiB + 5))
-    arrived = await blob_store.upload_size(upload)
+        await blob_store.append(OWNER, upload, 0, broken(data, PART_SIZE + MiB + 5))
+    arrived = await blob_store.upload_size(OWNER, upload)
     assert arrived == PART_SIZE + MiB + 5
-    assert await blob_store.append(upload, arrived, stream(data[arrived:])) == len(data)
-    info = await blob_store.finish_upload(upload, digest_of(data))
+    assert await blob_store.append(OWNER, upload, arrived, stream(data[arrived:])) == len(data)
+    info = await blob_store.finish_upload(OWNER, upload, digest_of(data))
     assert await read(blob_store, info.digest, len(data) - 10) == data[-10:]
 
 
 async def test_racing_appends_at_one_offset(blob_store: BlobStore) -> None:
     """Two requests at the same offset (say on two replicas): one wins, the other is refused."""
-    upload = await blob_store.start_upload()
+    upload = await blob_store.start_upload(OWNER)
     other = replica(blob_store)
     release = anyio.Event()
 
@@ -416,7 +417,7 @@ async def test_racing_appends_at_one_offset(blob_store: BlobStore) -> None:
 
         async def attempt(store: BlobStore, data: bytes) -> None:
             try:
-                results.append(await store.append(upload, 0, slow(data)))
+                results.append(await store.append(OWNER, upload, 0, slow(data)))
             except ConflictError as exc:
                 results.append(exc)
 
@@ -426,7 +427,7 @@ async def test_racing_appends_at_one_offset(blob_store: BlobStore) -> None:
             await anyio.sleep(0.5)
             release.set()
     assert sorted(type(r).__name__ for r in results) == ["ConflictError", "int"]
-    assert await blob_store.upload_size(upload) == 100
+    assert await blob_store.upload_size(OWNER, upload) == 100
 
 
 async def test_upload_across_replicas(blob_store: BlobStore) -> None:
@@ -434,22 +435,86 @@ async def test_upload_across_replicas(blob_store: BlobStore) -> None:
     data = blob(3 * MiB)
     second, third = replica(blob_store), replica(blob_store)
     async with second, third:
-        upload = await blob_store.start_upload()
-        await second.append(upload, 0, stream(data[:MiB]))
-        assert await third.upload_size(upload) == MiB
-        await blob_store.append(upload, MiB, stream(data[MiB:]))
-        info = await third.finish_upload(upload, digest_of(data))
+        upload = await blob_store.start_upload(OWNER)
+        await second.append(OWNER, upload, 0, stream(data[:MiB]))
+        assert await third.upload_size(OWNER, upload) == MiB
+        await blob_store.append(OWNER, upload, MiB, stream(data[MiB:]))
+        info = await third.finish_upload(OWNER, upload, digest_of(data))
     assert await read(blob_store, info.digest) == data
 
 
 async def test_iter_uploads(blob_store: BlobStore) -> None:
     before = time.time()
-    empty = await blob_store.start_upload()
-    busy = await blob_store.start_upload()
-    await blob_store.append(busy, 0, stream(b"x" * 1000))
+    empty = await blob_store.start_upload(OWNER)
+    busy = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, busy, 0, stream(b"x" * 1000))
+    theirs = await blob_store.start_upload("other")
     uploads = {u.upload_id: u async for u in blob_store.iter_uploads()}
-    assert {k: u.size for k, u in uploads.items()} == {empty: 0, busy: 1000}
+    assert {k: (u.owner, u.size) for k, u in uploads.items()} == {
+        empty: (OWNER, 0), busy: (OWNER, 1000), theirs: ("other", 0)}
     assert all(u.modified.timestamp() > before - 5 for u in uploads.values())
+    assert sorted([u.upload_id async for u in blob_store.iter_uploads(OWNER)]) == sorted([empty, busy])
+    assert await blob_store.count_uploads(OWNER) == 2 and await blob_store.count_uploads("nobody") == 0
+
+
+@pytest.mark.parametrize("other", ["CI", "ci2", "c", "ä/../ci"])
+async def test_an_upload_is_found_only_by_its_owner(blob_store: BlobStore, other: str) -> None:
+    """Another owner (even one differing only in case) finds nothing, and changes nothing."""
+    data = b"abc" * 1000
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(data[:100]))
+    with pytest.raises(NotFoundError):
+        await blob_store.upload_size(other, upload)
+    with pytest.raises(NotFoundError):
+        await blob_store.append(other, upload, 100, stream(data[100:]))
+    with pytest.raises(NotFoundError):
+        await blob_store.finish_upload(other, upload, digest_of(data[:100]))
+    assert await blob_store.abort_upload(other, upload) is False
+    assert await blob_store.upload_size(OWNER, upload) == 100
+    await blob_store.append(OWNER, upload, 100, stream(data[100:]))
+    assert (await blob_store.finish_upload(OWNER, upload, digest_of(data))).size == len(data)
+    with pytest.raises(InvalidError):
+        await blob_store.start_upload("")
+
+
+async def test_an_upload_whose_marker_is_gone_is_over(blob_store: BlobStore) -> None:
+    """S3 ends an upload by its `started` marker, then removes its pieces: a crash in between
+    leaves pieces that no request finds but `iter_uploads` lists (so gc aborts them)."""
+    if not isinstance(blob_store, S3BlobStore):
+        pytest.skip("a local upload is one file: it ends with one rename or unlink")
+    upload = await blob_store.start_upload(OWNER)
+    await blob_store.append(OWNER, upload, 0, stream(b"x" * 1000))
+    marker = f"{blob_store._upload_prefix(OWNER, upload)}started"
+    await anyio.to_thread.run_sync(lambda: blob_store._client.delete_object(Bucket=blob_store.bucket, Key=marker))
+    with pytest.raises(NotFoundError):
+        await blob_store.upload_size(OWNER, upload)
+    assert [(u.owner, u.upload_id) async for u in blob_store.iter_uploads()] == [(OWNER, upload)]
+    assert await blob_store.abort_upload(OWNER, upload) is True
+    assert [u async for u in blob_store.iter_uploads()] == []
+
+
+async def test_clean_temp_removes_uploads_of_the_layout_before_owners(blob_store: BlobStore) -> None:
+    """`uploads/<id>` (no owner) was the layout before uploads had owners: swept once old."""
+    legacy = "f" * 32
+    current = await blob_store.start_upload(OWNER)
+    if isinstance(blob_store, LocalBlobStore):
+        (blob_store.uploads_dir / legacy).write_bytes(b"staged long ago")
+    else:
+        assert isinstance(blob_store, S3BlobStore)
+        for name, body in (("started", b""), ("0" * 20, b"staged long ago")):
+            key = f"{blob_store.prefix}uploads/{legacy}/{name}"
+            await anyio.to_thread.run_sync(
+                lambda k=key, b=body: blob_store._client.put_object(Bucket=blob_store.bucket, Key=k, Body=b))
+    assert [u.upload_id async for u in blob_store.iter_uploads()] == [current]
+    assert await blob_store.clean_temp(older_than_seconds=3600) == 0
+    assert await blob_store.clean_temp(older_than_seconds=-60) >= 1
+    assert [u.upload_id async for u in blob_store.iter_uploads()] == [current]
+    assert await blob_store.upload_size(OWNER, current) == 0
+    if isinstance(blob_store, LocalBlobStore):
+        assert not (blob_store.uploads_dir / legacy).exists()
+    else:
+        objects, _ = await anyio.to_thread.run_sync(s3_keys, blob_store)
+        assert [key for key in objects if legacy in key] == []
 
 
 async def test_clean_temp_removes_only_old_leftovers(blob_store: BlobStore) -> None:
@@ -504,9 +569,9 @@ async def test_memory_stays_flat_for_a_large_blob(blob_store: BlobStore, capsys:
         read_peak = tracemalloc.get_traced_memory()[1]
         await blob_store.delete(info.digest)
         tracemalloc.reset_peak()
-        upload = await blob_store.start_upload()
-        await blob_store.append(upload, 0, generated(LARGE, hashlib.sha256()))
-        await blob_store.finish_upload(upload, info.digest)
+        upload = await blob_store.start_upload(OWNER)
+        await blob_store.append(OWNER, upload, 0, generated(LARGE, hashlib.sha256()))
+        await blob_store.finish_upload(OWNER, upload, info.digest)
         upload_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

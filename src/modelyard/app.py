@@ -14,6 +14,7 @@ from modelyard.catalog.events import EventBus
 from modelyard.config import Settings
 from modelyard.db.database import close_database, open_database
 from modelyard.http.blobs import BlobRoutes
+from modelyard.http.client_limits import ClientLimits
 from modelyard.http.graphiql import assets_app
 from modelyard.http.graphql_app import GraphQLApp
 from modelyard.http.health import healthz
@@ -52,9 +53,10 @@ def create_app(settings: Settings | None = None, *, store: BlobStore | None = No
         settings.event_poll_seconds, settings.max_subscriptions,
         listen_dsn=url if url.startswith(("postgres://", "postgresql://")) else None,
     )
-    graphql = GraphQLApp(settings, metrics, events, store)
-    blobs = BlobRoutes(store, settings)
-    uploads = UploadRoutes(store, settings)
+    limits = ClientLimits(settings)  # shared by every route, so failures anywhere count together
+    graphql = GraphQLApp(settings, metrics, events, store, limits)
+    blobs = BlobRoutes(store, settings, limits)
+    uploads = UploadRoutes(store, settings, limits)
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -67,7 +69,7 @@ def create_app(settings: Settings | None = None, *, store: BlobStore | None = No
             Route("/api/uploads/{upload_id}", uploads.append, methods=["PATCH"]),
             Route("/api/uploads/{upload_id}", uploads.finish, methods=["PUT"]),
             Route("/api/uploads/{upload_id}", uploads.abort, methods=["DELETE"]),
-            *OipRoutes(settings).routes(),
+            *OipRoutes(settings, limits).routes(),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint(metrics)),
         ],

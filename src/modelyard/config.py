@@ -45,6 +45,22 @@ class Settings:
         default=50000,
         metadata={"doc": "Largest estimated number of objects one GraphQL request may return."},
     )
+    max_graphql_body: int = field(
+        default=2 * 1024**2,
+        metadata={"doc": "Largest `/graphql` request body, in bytes; a larger one answers 413 as soon "
+                  "as its `Content-Length` or its streamed bytes pass the limit."},
+    )
+    auth_failures_per_minute: int = field(
+        default=30,
+        metadata={"doc": "Failed authentications one client address may make per minute; then every "
+                  "request from it that carries a token answers 429 with `Retry-After` (counted per "
+                  "server process; 0: no limit)."},
+    )
+    uploads_per_minute: int = field(
+        default=120,
+        metadata={"doc": "Uploads (`POST /api/uploads`) one client address may start per minute before "
+                  "429 with `Retry-After` (counted per server process; 0: no limit)."},
+    )
     max_lineage_depth: int = field(default=100, metadata={"doc": "Deepest `depth` a lineage walk accepts."})
     storage_url: str = field(
         default="",
@@ -70,7 +86,13 @@ class Settings:
     presign_seconds: int = field(default=3600, metadata={"doc": "How long a presigned download URL lives."})
     upload_grace_seconds: int = field(
         default=86400,
-        metadata={"doc": "`modelyard gc` leaves uploads and unreferenced blobs younger than this."},
+        metadata={"doc": "`modelyard gc` leaves uploads and unreferenced blobs younger than this; an "
+                  "upload idle this long also expires when its token reaches `MODELYARD_MAX_OPEN_UPLOADS`."},
+    )
+    max_open_uploads: int = field(
+        default=100,
+        metadata={"doc": "Most resumable uploads one token may hold open; at the limit its uploads "
+                  "idle for `MODELYARD_UPLOAD_GRACE_SECONDS` expire, else `POST /api/uploads` answers LIMIT."},
     )
     public_read: bool = field(
         default=True,
@@ -101,6 +123,10 @@ class Settings:
             raise InvalidError(f"port must be between 1 and 65535, got {self.port}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
             raise InvalidError(f"unknown log level {self.log_level!r}")
+        if self.max_graphql_body < 1 or min(self.auth_failures_per_minute, self.uploads_per_minute) < 0:
+            raise InvalidError("max_graphql_body must be positive and the per-minute limits at least 0")
+        if self.max_open_uploads < 1:
+            raise InvalidError(f"max_open_uploads must be at least 1, got {self.max_open_uploads}")
 
     @property
     def resolved_storage_url(self) -> str:

@@ -5,6 +5,8 @@
     ├── ConflictError         CONFLICT     409
     ├── InvalidError          INVALID      400
     ├── LimitError            LIMIT        400
+    │   ├── BodyTooLargeError LIMIT        413
+    │   └── RateLimitedError  RATE_LIMITED 429 (and Retry-After)
     ├── UnauthenticatedError  UNAUTHENTICATED 401
     │   └── TokenExpiredError TOKEN_EXPIRED   401
     ├── ForbiddenError        FORBIDDEN    403
@@ -54,6 +56,23 @@ class LimitError(ModelyardError):
 
     code = "LIMIT"
     http_status = 400
+
+
+class BodyTooLargeError(LimitError):
+    """A request body beyond the size the server reads."""
+
+    http_status = 413
+
+
+class RateLimitedError(LimitError):
+    """Too many requests of one kind from one client: retry after `retry_after` seconds."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UnauthenticatedError(ModelyardError):

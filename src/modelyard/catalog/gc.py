@@ -15,8 +15,10 @@ its blobs under lock in its own transaction either commits first (GC sees the ar
 back) or finds the record gone and refuses with NOT_FOUND, never pointing at missing bytes.
 
 Uploads that have not grown for the grace period are aborted, and temporary data of puts that
-died with their process is removed (`BlobStore.clean_temp`). Catalog records whose bytes are
-gone, unreferenced and old, are dropped so `createVersion` cannot accept them.
+died with their process is removed (`BlobStore.clean_temp`). Bytes a crash left without their
+record are unreferenced blobs like any other: recorded by the next request that meets them,
+removed here once old. Catalog records whose bytes are gone, unreferenced and old, are dropped
+so `createVersion` cannot accept them.
 
 A dry run changes nothing and reports what a real run would remove; the store offers no way to
 count temporary data without removing it, so a dry run reports `temp_cleaned` as None.
@@ -34,6 +36,7 @@ from modelyard.db.tables import ArtifactRow, BlobRow
 from modelyard.storage.base import BlobInfo, BlobStore
 
 _BATCH = 500
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -142,11 +145,17 @@ async def _remove(store: BlobStore, digest: str, cutoff: datetime) -> int | None
 
     The transaction writes first: deleting the record takes its row lock on PostgreSQL and the
     write lock on SQLite before anything is read, so a `createVersion` naming the blob either
-    committed before (its artifact is seen: rollback) or finds the record gone. The bytes go
+    committed before (its artifact is seen: rollback) or finds the record gone, and a request
+    recording the bytes (`blobs.record_stored`) waits and then finds them gone. The bytes go
     last; if that fails the record comes back with the rollback.
     """
     try:
         async with in_transaction():
+            # Claim the digest's row even when there is none (bytes a crash left unrecorded): an
+            # old placeholder, deleted at once, holds the key until commit, so a concurrent
+            # `record_stored` waits for this transaction and then finds the bytes gone.
+            placeholder = BlobRow(digest=digest, size=0, created_at=_LONG_AGO)
+            await BlobRow.bulk_create([placeholder], ignore_conflicts=True)
             await BlobRow.filter(digest=digest, created_at__lt=cutoff).delete()
             if await BlobRow.exists(digest=digest):
                 raise _Keep  # recorded again a moment ago: an upload of the same bytes
@@ -198,6 +207,6 @@ async def _abort_stale_uploads(store: BlobStore, cutoff: datetime, report: GcRep
         else:
             stale.append(upload)
     for upload in stale:
-        if report.dry_run or await store.abort_upload(upload.upload_id):
+        if report.dry_run or await store.abort_upload(upload.owner, upload.upload_id):
             report.uploads_aborted += 1
             report.upload_bytes_freed += upload.size

@@ -15,6 +15,7 @@ from modelyard.catalog import tokens
 from modelyard.catalog.refs import namespace_of
 from modelyard.catalog.tokens import Principal, Scope
 from modelyard.errors import ForbiddenError, ModelyardError, UnauthenticatedError
+from modelyard.ratelimit import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,26 @@ class Caller:
         return self.principal.name if self.principal else "anonymous"
 
 
-async def caller_for(authorization: str | None) -> Caller:
-    """Who an `Authorization: Bearer …` value stands for; a bad one is remembered, not ignored."""
+async def caller_for(authorization: str | None, *, client: str = "",
+                     failures: RateLimiter | None = None) -> Caller:
+    """Who an `Authorization: Bearer …` value stands for; a bad one is remembered, not ignored.
+
+    With `failures`, each failure counts against `client` (its address); once it has failed too
+    often, its credentials are not even looked up and it is remembered as RATE_LIMITED.
+    """
     if not authorization:
         return Caller()
-    scheme, _, secret = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return Caller(auth_error=UnauthenticatedError("the Authorization header must be 'Bearer <token>'"))
     try:
+        if failures is not None:
+            failures.check(client, "failed authentications")
+        scheme, _, secret = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise UnauthenticatedError("the Authorization header must be 'Bearer <token>'")
         return Caller(principal=await tokens.authenticate(secret.strip()))
+    except UnauthenticatedError as exc:
+        if failures is not None:
+            failures.hit(client)
+        return Caller(auth_error=exc)
     except ModelyardError as exc:
         return Caller(auth_error=exc)
 

@@ -2,8 +2,10 @@
 
 The cost is an estimate of how many objects a request returns: each object-typed field costs 1
 times the number of parents it is resolved for (scalars are free); the lists of a connection hold
-`first` items (the default page when absent), any other list `LIST_ESTIMATE`. Introspection is not
-counted. `first` beyond the page-size limit is refused here too, before anything runs.
+`first` items (the default page when absent), any other list `LIST_ESTIMATE`. Introspection counts
+like any other field (200 aliased `__schema` answered megabytes) but not towards the depth: the
+type references of GraphiQL's own introspection query nest deeper than any data query needs.
+`first` beyond the page-size limit is refused here too, before anything runs.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from graphql import (
     get_named_type,
     is_leaf_type,
 )
+from graphql.type.introspection import SchemaMetaFieldDef, TypeMetaFieldDef
 from strawberry.extensions import SchemaExtension
 
 from modelyard.config import Settings
 from modelyard.graphql.pagination import DEFAULT_PAGE
 
 LIST_ESTIMATE = 10
+META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 
 class _Walk:
@@ -44,6 +48,7 @@ class _Walk:
         self.variables = variables
         self.aliases = 0
         self.max_depth = 0
+        self.introspecting = 0
         self.largest_first = 0
 
     def cost(self, selection: SelectionSetNode | None, parent: Any, depth: int,
@@ -69,18 +74,23 @@ class _Walk:
 
     def _field(self, node: FieldNode, parent: Any, depth: int, seen: frozenset[str], page: int | None) -> int:
         name = node.name.value
-        if name.startswith("__"):
-            return 0
         if node.alias is not None:
             self.aliases += 1
-        self.max_depth = max(self.max_depth, depth)
+        if not self.introspecting:
+            self.max_depth = max(self.max_depth, depth)
         fields = getattr(get_named_type(parent), "fields", None) or {}
-        definition = fields.get(name)
+        definition = META_FIELDS.get(name) or fields.get(name)
         if definition is None:
             return 0
         child_type = get_named_type(definition.type)
         if is_leaf_type(child_type):
             return 0
+        if name in META_FIELDS:  # the schema's description: costs what it returns, at any depth
+            self.introspecting += 1
+            try:
+                return 1 + self.cost(node.selection_set, child_type, depth + 1, seen)
+            finally:
+                self.introspecting -= 1
         if "first" in definition.args:  # a connection: its edges/nodes lists hold `first` items
             first = self._first(node)
             return 1 + self.cost(node.selection_set, child_type, depth + 1, seen, first)

@@ -2,7 +2,9 @@
 
 GET serves single byte ranges (206), an ETag and immutable caching; with a store that can
 presign (S3) it redirects to a presigned URL instead. PUT streams the body into the store,
-hashing as it goes: a mismatch answers 400 and stores nothing.
+hashing as it goes: a mismatch answers 400 and stores nothing. A blob hidden from the reader
+(catalog/blobs.py `readable_blob`) answers exactly as a missing one, before anything else about
+it (range, ETag) could tell.
 """
 
 from __future__ import annotations
@@ -13,37 +15,56 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from modelyard.catalog import policy
-from modelyard.catalog.blobs import record_blob
+from modelyard.catalog.blobs import put_blob, readable_blob
 from modelyard.config import Settings
 from modelyard.errors import InvalidError, ModelyardError
+from modelyard.http.client_limits import ClientLimits
+from modelyard.http.headers import position
 from modelyard.http.responses import error_response, timed_out, with_timeout
 from modelyard.storage import BlobStore
 from modelyard.storage.base import digest_hex
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+Span = tuple[int | None, int | None]
+"""The first and last byte positions of a `Range: bytes=first-last` header (either may be absent)."""
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) of a single `Range: bytes=a-b` header; None for the whole blob.
+def parse_range(header: str | None) -> Span | None:
+    """The single range a `Range` header asks for; None for the whole blob.
 
-    InvalidError for a range that cannot be satisfied (the caller answers 416).
+    InvalidError (400) for positions past 2^63-1: no blob has such a byte.
     """
     if header is None:
         return None
-    m = _RANGE.match(header.strip())
+    m = _RANGE.fullmatch(header.strip())
     if m is None or (not m.group(1) and not m.group(2)):
         return None  # several ranges or another unit: RFC 9110 lets us send the whole blob
-    if not m.group(1):  # suffix: the last N bytes
-        length = int(m.group(2))
-        if length == 0:
+    first, last = (position(g) if g else None for g in m.groups())
+    if (m.group(1) and first is None) or (m.group(2) and last is None):
+        raise InvalidError("Range positions are at most 2^63-1 (19 digits)")
+    return first, last
+
+
+def byte_range(span: Span, size: int) -> tuple[int, int]:
+    """[start, end) of `span` in a blob of `size` bytes; InvalidError when it cannot be
+    satisfied (the caller answers 416)."""
+    first, last = span
+    if first is None:  # suffix: the last N bytes
+        if not last:
             raise InvalidError("empty suffix range")
-        return max(size - length, 0), size
-    start = int(m.group(1))
-    end = int(m.group(2)) + 1 if m.group(2) else size
-    if start >= size or end <= start:
-        raise InvalidError(f"range {header!r} is outside a blob of {size} bytes")
-    return start, min(end, size)
+        return max(size - last, 0), size
+    end = last + 1 if last is not None else size
+    if first >= size or end <= first:
+        shown = f"{first}-{'' if last is None else last}"
+        raise InvalidError(f"range bytes={shown} is outside a blob of {size} bytes")
+    return first, min(end, size)
+
+
+def not_found(digest: str) -> JSONResponse:
+    """The answer for a blob that is missing or hidden from the reader: the same for both."""
+    return JSONResponse({"error": f"blob {digest} does not exist", "code": "NOT_FOUND"}, 404)
 
 
 def _headers(digest: str) -> dict[str, str]:
@@ -54,23 +75,27 @@ def _headers(digest: str) -> dict[str, str]:
 class BlobRoutes:
     """The handlers, bound to one store and the settings."""
 
-    def __init__(self, store: BlobStore, settings: Settings) -> None:
+    def __init__(self, store: BlobStore, settings: Settings, limits: ClientLimits) -> None:
         self.store = store
         self.settings = settings
+        self.limits = limits
 
     async def _caller(self, request: Request) -> policy.Caller:
-        return await policy.caller_for(request.headers.get("authorization"))
+        return await self.limits.caller(request)
 
     async def head_or_get(self, request: Request) -> Response:
         digest = request.path_params["digest"]
         try:
             digest_hex(digest)
-            policy.check_read(await self._caller(request), self.settings.public_read)
-            info = await self.store.stat(digest)
+            caller = await self._caller(request)
+            policy.check_read(caller, self.settings.public_read)
+            span = parse_range(request.headers.get("range")) if request.method == "GET" else None
+            namespace = policy.read_namespace(caller, self.settings.public_read)
+            info = await readable_blob(self.store, digest, namespace)
         except ModelyardError as exc:
             return error_response(exc)
         if info is None:
-            return JSONResponse({"error": f"blob {digest} does not exist", "code": "NOT_FOUND"}, 404)
+            return not_found(digest)
         headers = _headers(digest)
         if request.headers.get("if-none-match") == headers["ETag"]:
             return Response(status_code=304, headers=headers)
@@ -82,10 +107,9 @@ class BlobRoutes:
             if url is not None:
                 return Response(status_code=307, headers={"Location": url, "Cache-Control": "no-store"})
         try:
-            span = byte_range(request.headers.get("range"), info.size)
+            start, end = (0, info.size) if span is None else byte_range(span, info.size)
         except InvalidError as exc:
             return error_response(exc, 416, {"Content-Range": f"bytes */{info.size}"})
-        start, end = span or (0, info.size)
         headers["Content-Length"] = str(end - start)
         status = 200
         if span is not None:
@@ -100,8 +124,7 @@ class BlobRoutes:
             digest_hex(digest)
             policy.check_write(await self._caller(request), None)
             body = with_timeout(request.stream(), self.settings.body_timeout_seconds)
-            info = await self.store.put(body, digest, self.settings.max_blob_size)
-            await record_blob(info.digest, info.size)
+            info = await put_blob(self.store, body, digest, self.settings.max_blob_size)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; the store kept nothing
         except TimeoutError:

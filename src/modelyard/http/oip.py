@@ -48,6 +48,7 @@ from modelyard.catalog.resolve import READY, resolve_version
 from modelyard.config import Settings
 from modelyard.db.tables import VersionRow
 from modelyard.errors import InvalidError, ModelyardError, NotFoundError
+from modelyard.http.client_limits import ClientLimits
 from modelyard.http.responses import error_response
 
 log = logging.getLogger("modelyard.oip")
@@ -171,8 +172,9 @@ async def _database_answers() -> str | None:
 class OipRoutes:
     """The handlers, bound to the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: ClientLimits) -> None:
         self.settings = settings
+        self.limits = limits
 
     def routes(self) -> list[Route]:
         """The routes to mount in the app."""
@@ -204,7 +206,7 @@ class OipRoutes:
                     {"error": f"{path.action} takes {wanted}, not {request.method}", "code": "INVALID"},
                     405, headers={"Allow": wanted},
                 )
-            caller = await policy.caller_for(request.headers.get("authorization"))
+            caller = await self.limits.caller(request)
             policy.check_read(caller, self.settings.public_read, path.name)
             if path.action == "metadata":
                 return JSONResponse(await model_metadata(path.name, path.version))

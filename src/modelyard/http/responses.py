@@ -7,14 +7,20 @@ from collections.abc import AsyncIterator
 import anyio
 from starlette.responses import JSONResponse
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, RateLimitedError
 
 
 def error_response(exc: ModelyardError, status: int | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     """The error's message and code, with its HTTP status unless `status` overrides it."""
     return JSONResponse(
-        {"error": exc.message, "code": exc.code}, status_code=status or exc.http_status, headers=headers
+        {"error": exc.message, "code": exc.code}, status_code=status or exc.http_status,
+        headers={**error_headers(exc), **(headers or {})},
     )
+
+
+def error_headers(exc: ModelyardError) -> dict[str, str]:
+    """The headers an answer for `exc` carries: `Retry-After` for a rate limit."""
+    return {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else {}
 
 
 async def with_timeout(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:

@@ -25,6 +25,8 @@ CHUNK_SIZE = 1024 * 1024
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+MAX_OWNER = 100
+"""Longest owner name (a token name) of a resumable upload."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,10 @@ class BlobInfo:
 
 @dataclass(frozen=True)
 class UploadInfo:
-    """A resumable upload in progress: bytes staged so far and when they last grew (UTC)."""
+    """A resumable upload in progress: who opened it, bytes staged so far and when they last
+    grew (UTC)."""
 
+    owner: str
     upload_id: str
     size: int
     modified: datetime
@@ -55,6 +59,27 @@ def digest_hex(digest: str) -> str:
 def is_upload_id(upload_id: str) -> bool:
     """Whether `upload_id` has the shape `start_upload` hands out (32 lowercase hex)."""
     return isinstance(upload_id, str) and _UPLOAD_ID.fullmatch(upload_id) is not None
+
+
+def owner_key(owner: str) -> str:
+    """The folder (or key segment) of an owner's uploads: its UTF-8 in hex, so any name is safe
+    in a path and names differing only in case stay apart on case-insensitive disks."""
+    try:
+        key = owner.encode().hex() if len(owner) <= MAX_OWNER else ""
+    except UnicodeEncodeError:  # a lone surrogate
+        key = ""
+    if not key:
+        raise InvalidError(f"an upload owner is 1-{MAX_OWNER} characters of text")
+    return key
+
+
+def owner_of(key: str) -> str | None:
+    """The owner whose uploads live under `key`, or None for something else."""
+    try:
+        owner = bytes.fromhex(key).decode()
+    except ValueError:
+        return None
+    return owner if 0 < len(owner) <= MAX_OWNER and owner.encode().hex() == key else None
 
 
 def check_range(start: int, end: int | None, size: int) -> int:
@@ -190,12 +215,17 @@ class BlobStore:
         """Every stored blob, in no particular order (for garbage collection)."""
         raise NotImplementedError
 
-    async def start_upload(self) -> str:
-        """Begin a resumable upload; its id is 32 lowercase hex characters."""
+    async def start_upload(self, owner: str) -> str:
+        """Begin a resumable upload for `owner`; its id is 32 lowercase hex characters.
+
+        Every other upload method takes the same owner: an upload is found only by the owner
+        that started it (another owner gets NotFoundError, as for an id that never existed).
+        """
         raise NotImplementedError
 
     async def append(
         self,
+        owner: str,
         upload_id: str,
         offset: int,
         chunks: AsyncIterable[bytes],
@@ -210,27 +240,34 @@ class BlobStore:
         """
         raise NotImplementedError
 
-    async def upload_size(self, upload_id: str) -> int:
+    async def upload_size(self, owner: str, upload_id: str) -> int:
         """How many bytes the upload holds; NotFoundError for an unknown id."""
         raise NotImplementedError
 
-    async def finish_upload(self, upload_id: str, expected: str) -> BlobInfo:
+    async def finish_upload(self, owner: str, upload_id: str, expected: str) -> BlobInfo:
         """Verify the staged bytes against `expected`, store them as a blob and end the upload.
 
-        On a mismatch the upload is discarded and InvalidError raised; nothing is stored.
+        On a mismatch the upload is discarded and InvalidError raised; nothing is stored. The
+        blob becomes visible before the upload ends: a crash in between leaves both, and
+        finishing again completes (the bytes are verified again, the blob is kept).
         """
         raise NotImplementedError
 
-    async def abort_upload(self, upload_id: str) -> bool:
+    async def abort_upload(self, owner: str, upload_id: str) -> bool:
         """Discard the upload; False when there was no such upload."""
         raise NotImplementedError
 
-    def iter_uploads(self) -> AsyncIterator[UploadInfo]:
-        """Every upload in progress, with when it last grew (for a garbage-collection grace)."""
+    def iter_uploads(self, owner: str | None = None) -> AsyncIterator[UploadInfo]:
+        """Every upload in progress (or only `owner`'s), with when it last grew (for expiry)."""
         raise NotImplementedError
 
+    async def count_uploads(self, owner: str) -> int:
+        """How many uploads `owner` holds open."""
+        return len([upload async for upload in self.iter_uploads(owner)])
+
     async def clean_temp(self, older_than_seconds: float) -> int:
-        """Remove temporary data of puts that died with their process; the count removed.
+        """Remove temporary data of puts that died with their process, and uploads staged in the
+        layout before uploads had owners; the count removed.
 
         Temporary data younger than `older_than_seconds` may belong to a put in flight.
         """

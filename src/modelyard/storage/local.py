@@ -2,7 +2,8 @@
 
     root/blobs/sha256/<hex>   verified blobs, never modified
     root/tmp/<random>         puts in flight (same filesystem, so the final rename is atomic)
-    root/uploads/<id>         resumable uploads, one growing file each
+    root/uploads/<owner>/<id> resumable uploads, one growing file each, in a folder per owner
+                              (the owner's name in hex: only its owner finds an upload)
 
 File bytes move through aiofiles; hashing, fsync, rename and directory scans run in worker
 threads (anyio.to_thread), so the event loop never waits on the disk.
@@ -39,6 +40,8 @@ from modelyard.storage.base import (
     digest_hex,
     is_upload_id,
     mismatch,
+    owner_key,
+    owner_of,
     too_large,
     verify,
 )
@@ -72,6 +75,12 @@ def _unlink(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def _create(path: Path) -> None:
+    """A new, empty upload file (and its owner's folder)."""
+    path.parent.mkdir(exist_ok=True)
+    path.touch(0o644, exist_ok=False)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -144,10 +153,10 @@ class LocalBlobStore(BlobStore):
     def _blob_path(self, digest: str) -> Path:
         return self.blobs_dir / digest_hex(digest)
 
-    def _upload_path(self, upload_id: str) -> Path:
+    def _upload_path(self, owner: str, upload_id: str) -> Path:
         if not is_upload_id(upload_id):
             raise NotFoundError(f"no upload {upload_id!r}")
-        return self.uploads_dir / upload_id
+        return self.uploads_dir / owner_key(owner) / upload_id
 
     async def local_path(self, digest: str) -> Path | None:
         path = self._blob_path(digest)
@@ -233,19 +242,21 @@ class LocalBlobStore(BlobStore):
             if len(name) == 64:
                 yield BlobInfo(f"sha256:{name}", st.st_size, _mtime(st))
 
-    async def start_upload(self) -> str:
+    async def start_upload(self, owner: str) -> str:
         upload_id = uuid.uuid4().hex
-        await _thread(self._upload_path(upload_id).touch, 0o644, False)
+        with disk_errors():
+            await _thread(_create, self._upload_path(owner, upload_id))
         return upload_id
 
     async def append(
         self,
+        owner: str,
         upload_id: str,
         offset: int,
         chunks: AsyncIterable[bytes],
         max_size: int | None = None,
     ) -> int:
-        path = self._upload_path(upload_id)
+        path = self._upload_path(owner, upload_id)
         try:
             file = await aiofiles.open(path, "r+b")
         except FileNotFoundError:
@@ -276,16 +287,16 @@ class LocalBlobStore(BlobStore):
         finally:
             await _close(file)  # also releases the lock
 
-    async def upload_size(self, upload_id: str) -> int:
-        path = self._upload_path(upload_id)
+    async def upload_size(self, owner: str, upload_id: str) -> int:
+        path = self._upload_path(owner, upload_id)
         try:
             return (await _thread(os.stat, path)).st_size
         except FileNotFoundError:
             raise NotFoundError(f"no upload {upload_id}") from None
 
-    async def finish_upload(self, upload_id: str, expected: str) -> BlobInfo:
+    async def finish_upload(self, owner: str, upload_id: str, expected: str) -> BlobInfo:
         target = self._blob_path(expected)
-        path = self._upload_path(upload_id)
+        path = self._upload_path(owner, upload_id)
         try:
             file = await aiofiles.open(path, "rb")
         except FileNotFoundError:
@@ -307,27 +318,38 @@ class LocalBlobStore(BlobStore):
             raise NotFoundError(f"blob {expected} vanished while being stored")
         return info
 
-    async def abort_upload(self, upload_id: str) -> bool:
+    async def abort_upload(self, owner: str, upload_id: str) -> bool:
         if not is_upload_id(upload_id):
             return False
-        return await _thread(_unlink, self.uploads_dir / upload_id)
+        return await _thread(_unlink, self._upload_path(owner, upload_id))
 
-    async def iter_uploads(self) -> AsyncIterator[UploadInfo]:
-        async for name, st in _scan(self.uploads_dir):
-            if is_upload_id(name):
-                yield UploadInfo(name, st.st_size, _mtime(st))
+    async def iter_uploads(self, owner: str | None = None) -> AsyncIterator[UploadInfo]:
+        if owner is not None:
+            owners = [(owner, owner_key(owner))]
+        else:
+            owners = [(o, key) async for key, _ in _scan(self.uploads_dir, folders=True)
+                      if (o := owner_of(key)) is not None]
+        for name_of_owner, key in owners:
+            async for name, st in _scan(self.uploads_dir / key):
+                if is_upload_id(name):
+                    yield UploadInfo(name_of_owner, name, st.st_size, _mtime(st))
 
     async def clean_temp(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds
         removed = 0
-        async for name, st in _scan(self.tmp_dir):
-            if st.st_mtime < cutoff and await _thread(_unlink, self.tmp_dir / name):
-                removed += 1
+        # Temp files of puts, and uploads staged before uploads had owners (`uploads/<id>`).
+        for folder, legacy in ((self.tmp_dir, False), (self.uploads_dir, True)):
+            async for name, st in _scan(folder):
+                if legacy and not is_upload_id(name):
+                    continue
+                if st.st_mtime < cutoff and await _thread(_unlink, folder / name):
+                    removed += 1
         return removed
 
 
-async def _scan(folder: Path) -> AsyncIterator[tuple[str, os.stat_result]]:
-    """The regular files of a folder with their stat, read in batches off the event loop."""
+async def _scan(folder: Path, *, folders: bool = False) -> AsyncIterator[tuple[str, os.stat_result]]:
+    """The regular files (or the subfolders) of a folder with their stat, read in batches off
+    the event loop."""
 
     def next_batch(entries: Iterator[os.DirEntry[str]]) -> list[tuple[str, os.stat_result]] | None:
         """Up to _SCAN_BATCH files; None once the folder is exhausted."""
@@ -336,7 +358,7 @@ async def _scan(folder: Path) -> AsyncIterator[tuple[str, os.stat_result]]:
         for entry in islice(entries, _SCAN_BATCH):
             seen += 1
             try:
-                if entry.is_file(follow_symlinks=False):
+                if (entry.is_dir if folders else entry.is_file)(follow_symlinks=False):
                     batch.append((entry.name, entry.stat(follow_symlinks=False)))
             except FileNotFoundError:  # removed while we looked
                 continue

@@ -2,13 +2,15 @@
 
     <prefix>blobs/sha256/<hex>             verified blobs
     <prefix>tmp/<random>                   puts whose digest is not known in advance
-    <prefix>uploads/<id>/started           a resumable upload exists
-    <prefix>uploads/<id>/<offset:020d>     its bytes, one object per piece, in offset order
+    <prefix>uploads/<owner>/<id>/started   a resumable upload exists (owner: its name in hex)
+    <prefix>uploads/<owner>/<id>/<offset:020d>  its bytes, one object per piece, in offset order
 
 A blob whose digest is announced streams into a multipart upload under its final key, which is
 completed (made visible, atomically) only after the digest checks out, and aborted otherwise;
 a blob that fits in one part is sent with a single PUT after it is verified. Resumable uploads
-live in the bucket, so every server replica sees the same staging.
+live in the bucket, so every server replica sees the same staging. Finishing one commits the blob
+first and then removes the `started` marker (the upload ends there) before its pieces: a crash in
+between leaves an upload that finishes again, or pieces without a marker that `gc` removes.
 
 boto3 runs in worker threads (anyio.to_thread): its client is thread-safe, it is the reference
 S3 client that every S3-compatible server is tested against, and it keeps dependency pins loose
@@ -41,6 +43,8 @@ from modelyard.storage.base import (
     digest_hex,
     is_upload_id,
     mismatch,
+    owner_key,
+    owner_of,
     too_large,
     verify,
 )
@@ -144,10 +148,10 @@ class S3BlobStore(BlobStore):
     def _blob_key(self, digest: str) -> str:
         return f"{self.prefix}blobs/sha256/{digest_hex(digest)}"
 
-    def _upload_prefix(self, upload_id: str) -> str:
+    def _upload_prefix(self, owner: str, upload_id: str) -> str:
         if not is_upload_id(upload_id):
             raise NotFoundError(f"no upload {upload_id!r}")
-        return f"{self.prefix}uploads/{upload_id}/"
+        return f"{self.prefix}uploads/{owner_key(owner)}/{upload_id}/"
 
     async def _list(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
         """Every object under `prefix`, in key order, one page per request."""
@@ -286,31 +290,32 @@ class S3BlobStore(BlobStore):
 
     # -- resumable uploads ------------------------------------------------------------------
 
-    async def start_upload(self) -> str:
+    async def start_upload(self, owner: str) -> str:
         upload_id = uuid.uuid4().hex
-        await self._s3("put_object", Key=self._upload_prefix(upload_id) + _STARTED, Body=b"")
+        await self._s3("put_object", Key=self._upload_prefix(owner, upload_id) + _STARTED, Body=b"")
         return upload_id
 
-    async def _pieces(self, upload_id: str) -> list[tuple[int, int, str]]:
+    async def _pieces(self, owner: str, upload_id: str) -> list[tuple[int, int, str]]:
         """The upload's pieces (offset, size, key) in order; NotFoundError if it does not exist."""
-        prefix = self._upload_prefix(upload_id)
+        prefix = self._upload_prefix(owner, upload_id)
         items = [item async for item in self._list(prefix)]
         if not any(item["Key"] == prefix + _STARTED for item in items):
             raise NotFoundError(f"no upload {upload_id}")
         return _contiguous(items, prefix)
 
-    async def upload_size(self, upload_id: str) -> int:
-        return _end(await self._pieces(upload_id))
+    async def upload_size(self, owner: str, upload_id: str) -> int:
+        return _end(await self._pieces(owner, upload_id))
 
     async def append(
         self,
+        owner: str,
         upload_id: str,
         offset: int,
         chunks: AsyncIterable[bytes],
         max_size: int | None = None,
     ) -> int:
-        prefix = self._upload_prefix(upload_id)
-        size = _end(await self._pieces(upload_id))
+        prefix = self._upload_prefix(owner, upload_id)
+        size = _end(await self._pieces(owner, upload_id))
         if offset != size:
             raise ConflictError(
                 f"upload {upload_id} holds {size} bytes: append at offset {size}, not {offset}"
@@ -359,10 +364,10 @@ class S3BlobStore(BlobStore):
             raise
         return size
 
-    async def finish_upload(self, upload_id: str, expected: str) -> BlobInfo:
+    async def finish_upload(self, owner: str, upload_id: str, expected: str) -> BlobInfo:
         key = self._blob_key(expected)
-        prefix = self._upload_prefix(upload_id)
-        pieces = await self._pieces(upload_id)
+        prefix = self._upload_prefix(owner, upload_id)
+        pieces = await self._pieces(owner, upload_id)
         exists = await self.stat(expected) is not None
         writer = None if exists else PartWriter(self, key)
         hasher = hashlib.sha256()
@@ -395,28 +400,47 @@ class S3BlobStore(BlobStore):
             body.close()
 
     async def _abort_prefix(self, prefix: str) -> bool:
+        """End the upload under `prefix`: its marker first (the upload is gone from then on,
+        all at once), then its pieces."""
         keys = [item["Key"] async for item in self._list(prefix)]
-        await self._delete_keys(keys)
+        marker = prefix + _STARTED
+        if marker in keys:
+            await self._s3_shielded("delete_object", Key=marker)
+        await self._delete_keys([key for key in keys if key != marker])
         return bool(keys)
 
-    async def abort_upload(self, upload_id: str) -> bool:
+    async def abort_upload(self, owner: str, upload_id: str) -> bool:
         if not is_upload_id(upload_id):
             return False
-        return await self._abort_prefix(self._upload_prefix(upload_id))
+        return await self._abort_prefix(self._upload_prefix(owner, upload_id))
 
-    async def iter_uploads(self) -> AsyncIterator[UploadInfo]:
+    async def iter_uploads(self, owner: str | None = None) -> AsyncIterator[UploadInfo]:
         base = f"{self.prefix}uploads/"
         group: list[dict[str, Any]] = []
-        current = ""
-        async for item in self._list(base):
-            upload_id = item["Key"][len(base) :].split("/", 1)[0]
-            if upload_id != current and group:
-                yield _upload_info(current, group, f"{base}{current}/")
+        current = ("", "", "")  # owner, upload id and key prefix of `group`
+        async for item in self._list(base if owner is None else f"{base}{owner_key(owner)}/"):
+            parts = item["Key"][len(base) :].split("/")
+            name = owner_of(parts[0])
+            if len(parts) != 3 or name is None or not is_upload_id(parts[1]):
+                continue  # the layout before owners (clean_temp removes it), or not ours
+            if (name, parts[1]) != current[:2] and group:
+                yield _upload_info(*current, group)
                 group = []
-            current = upload_id
+            current = (name, parts[1], f"{base}{parts[0]}/{parts[1]}/")
             group.append(item)
         if group:
-            yield _upload_info(current, group, f"{base}{current}/")
+            yield _upload_info(*current, group)
+
+    async def count_uploads(self, owner: str) -> int:
+        # One key per upload id (not one per piece): the ids are the common prefixes.
+        params: dict[str, Any] = {"Prefix": f"{self.prefix}uploads/{owner_key(owner)}/", "Delimiter": "/"}
+        count = 0
+        while True:
+            page = await self._s3("list_objects_v2", **params)
+            count += len(page.get("CommonPrefixes", []))
+            if not page.get("IsTruncated"):
+                return count
+            params["ContinuationToken"] = page["NextContinuationToken"]
 
     async def clean_temp(self, older_than_seconds: float) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
@@ -424,6 +448,14 @@ class S3BlobStore(BlobStore):
             item["Key"]
             async for item in self._list(f"{self.prefix}tmp/")
             if _utc(item["LastModified"]) < cutoff
+        ]
+        # Uploads staged before uploads had owners: `uploads/<id>/<piece>`.
+        base = f"{self.prefix}uploads/"
+        stale += [
+            item["Key"]
+            async for item in self._list(base)
+            if _utc(item["LastModified"]) < cutoff
+            and len(parts := item["Key"][len(base) :].split("/")) == 2 and is_upload_id(parts[0])
         ]
         await self._delete_keys(stale)
         removed = len(stale)
@@ -461,6 +493,6 @@ def _end(pieces: list[tuple[int, int, str]]) -> int:
     return pieces[-1][0] + pieces[-1][1] if pieces else 0
 
 
-def _upload_info(upload_id: str, items: list[dict[str, Any]], prefix: str) -> UploadInfo:
+def _upload_info(owner: str, upload_id: str, prefix: str, items: list[dict[str, Any]]) -> UploadInfo:
     modified = max(_utc(item["LastModified"]) for item in items)
-    return UploadInfo(upload_id, _end(_contiguous(items, prefix)), modified)
+    return UploadInfo(owner, upload_id, _end(_contiguous(items, prefix)), modified)
