@@ -22,6 +22,7 @@ import tritonclient.http as triton
 from conftest import Publisher, Server, agent_serving
 from hostile import CHROMIUM, CHROMIUM_ARGS
 from models import linear_model
+from modelyard_agent import serve
 from modelyard_agent.errors import UsageError
 from modelyard_agent.guard import Access, check_origin, host_name
 
@@ -43,10 +44,8 @@ class Guarded:
     app: str  # an origin the user allowed, where a real page is served
 
     def loaded(self) -> set[str]:
-        env = {**os.environ, "MODELYARD_AGENT_HOME": str(self.home)}
-        out = subprocess.run([sys.executable, "-m", "modelyard_agent", "ls", "--json"], env=env,
-                             check=True, capture_output=True, text=True).stdout
-        return {row["ref"].rpartition(":")[0] for row in json.loads(out) if row["loaded"]}
+        """Names whose session the running server holds (what `ls` reports as LOADED)."""
+        return {key.rpartition(":")[0] for key in serve.loaded(self.home)}
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.url}{path}", timeout=30, **kw)
@@ -201,6 +200,7 @@ def test_tritonclient_json_and_binary_still_work(guarded: Guarded) -> None:
         tensor.set_data_from_numpy(x, binary_data=binary)
         result = client.infer(guarded.ctl, [tensor])
         np.testing.assert_allclose(result.as_numpy("z"), x + x)
+    assert guarded.ctl in guarded.loaded()  # what the refusal tests read does see a load
 
 
 def test_a_post_without_content_type_from_a_page_is_refused(guarded: Guarded) -> None:
