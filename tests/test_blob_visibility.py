@@ -88,3 +88,36 @@ async def test_public_reads_show_every_blob(store_client: httpx.AsyncClient) -> 
     for data in (OTHER, LOOSE):
         got = await store_client.get(f"/api/blobs/{digest_of(data)}", headers=as_token(secrets["team-reader"]))
         assert got.status_code == 200 and got.content == data
+
+
+async def test_a_digest_alone_does_not_let_a_namespace_use_another_ones_blob(
+    settings: Settings, blob_store: BlobStore
+) -> None:
+    """Naming other/m's blob in a version of team/ would be a way to read it: the team writer gets
+    the answer of a missing blob until it sends the bytes itself (proof it holds them)."""
+    async with private_server(settings, blob_store) as client:
+        await catalog(client)
+        gql = GraphQLClient(client)
+        made = await gql.ok('mutation { createToken(input: {name: "team-writer", scope: WRITE, '
+                            'namespace: "team"}) { secret } }')
+        writer = gql.as_token(made["createToken"]["secret"])
+        create = ('mutation($d: String!) { createVersion(input: {model: "team/m", '
+                  'artifacts: [{path: "stolen.bin", digest: $d}]}) { ref } }')
+        hidden = await writer.error(create, {"d": digest_of(OTHER)})
+        never = await writer.error(create, {"d": NEVER})
+        assert hidden["extensions"]["code"] == never["extensions"]["code"] == "NOT_FOUND"
+        assert hidden["message"].replace(digest_of(OTHER)[:19], "D") == never["message"].replace(NEVER[:19], "D")
+        # Its own namespace's blobs (and the shared one, which team/m holds) are usable.
+        await writer.ok(create.replace("stolen.bin", "again.bin"), {"d": digest_of(SHARED)})
+        # Wrong bytes prove nothing; the right bytes do.
+        headers = as_token(made["createToken"]["secret"])
+        assert (await client.put(f"/api/blobs/{digest_of(OTHER)}", content=b"guess", headers=headers)).status_code == 400
+        assert (await writer.error(create, {"d": digest_of(OTHER)}))["extensions"]["code"] == "NOT_FOUND"
+        assert (await client.put(f"/api/blobs/{digest_of(OTHER)}", content=OTHER, headers=headers)).status_code == 201
+        assert (await writer.ok(create, {"d": digest_of(OTHER)}))["createVersion"]["ref"] == "team/m:3"
+        # Through a resumable upload too.
+        upload = await client.post("/api/uploads", headers=headers)
+        location = upload.json()["location"]
+        assert (await client.patch(location, content=LOOSE, headers={**headers, "Upload-Offset": "0"})).status_code == 204
+        assert (await client.put(f"{location}?digest={digest_of(LOOSE)}", headers=headers)).status_code == 201
+        await writer.ok(create.replace("stolen.bin", "loose.bin"), {"d": digest_of(LOOSE)})

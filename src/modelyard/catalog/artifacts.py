@@ -10,6 +10,7 @@ import mimetypes
 import posixpath
 from dataclasses import dataclass
 
+from modelyard.catalog.blobs import usable_digests
 from modelyard.catalog.refs import check_digest
 from modelyard.db.tables import BlobRow
 from modelyard.errors import InvalidError, LimitError, NotFoundError
@@ -72,8 +73,9 @@ def media_type(path: str) -> str:
     return _MEDIA_TYPES.get(ext) or mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-async def resolve_artifacts(specs: list[ArtifactSpec]) -> list[Artifact]:
-    """Check paths and digests, refuse duplicates, and look every blob up (one query)."""
+async def resolve_artifacts(specs: list[ArtifactSpec], namespace: str | None = None) -> list[Artifact]:
+    """Check paths and digests, refuse duplicates, and look every blob up (one query). With
+    `namespace` (a writer confined to it by private reads), a blob it may not use is missing."""
     if len(specs) > MAX_ARTIFACTS:
         raise LimitError(f"a version may hold at most {MAX_ARTIFACTS} artifacts")
     seen: set[str] = set()
@@ -85,6 +87,9 @@ async def resolve_artifacts(specs: list[ArtifactSpec]) -> list[Artifact]:
         seen.add(spec.path)
     digests = {s.digest for s in specs}
     blobs = {b.digest: b for b in await BlobRow.filter(digest__in=list(digests))} if digests else {}
+    if namespace is not None:
+        usable = await usable_digests(set(blobs), namespace)
+        blobs = {d: b for d, b in blobs.items() if d in usable}
     missing = [s for s in specs if s.digest not in blobs]
     if missing:
         names = ", ".join(f"{s.path} ({s.digest[:19]}…)" for s in missing[:5])

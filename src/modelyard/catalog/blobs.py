@@ -13,7 +13,7 @@ from collections.abc import AsyncIterable
 
 from tortoise.transactions import in_transaction
 
-from modelyard.db.tables import ArtifactRow, BlobRow
+from modelyard.db.tables import ArtifactRow, BlobClaimRow, BlobRow
 from modelyard.errors import StorageError
 from modelyard.storage.base import BlobInfo, BlobStore, digest_hex
 
@@ -22,8 +22,9 @@ class _Gone(Exception):
     """Raised inside `record_stored`'s transaction to roll it back: the bytes went meanwhile."""
 
 
-async def record_stored(store: BlobStore, info: BlobInfo) -> bool:
+async def record_stored(store: BlobStore, info: BlobInfo, claimant: str | None = None) -> bool:
     """Record a blob the store holds (idempotent); False, recording nothing, if it is gone.
+    `claimant`: the namespace whose token just sent the bytes (see `usable_digests`).
 
     The insert comes first, then the store is asked again, in one transaction. GC removing the
     same blob claims the same row first (`gc._remove`), so one waits for the other (PostgreSQL:
@@ -32,6 +33,9 @@ async def record_stored(store: BlobStore, info: BlobInfo) -> bool:
     try:
         async with in_transaction():
             await BlobRow.bulk_create([BlobRow(digest=info.digest, size=info.size)], ignore_conflicts=True)
+            if claimant is not None:
+                await BlobClaimRow.bulk_create([BlobClaimRow(digest=info.digest, namespace=claimant)],
+                                               ignore_conflicts=True)
             if await store.stat(info.digest) is None:
                 raise _Gone
     except _Gone:
@@ -40,13 +44,27 @@ async def record_stored(store: BlobStore, info: BlobInfo) -> bool:
 
 
 async def put_blob(
-    store: BlobStore, chunks: AsyncIterable[bytes], digest: str, max_size: int | None
+    store: BlobStore, chunks: AsyncIterable[bytes], digest: str, max_size: int | None,
+    claimant: str | None = None,
 ) -> BlobInfo:
-    """Store streamed bytes under `digest` (verified) and record them."""
+    """Store streamed bytes under `digest` (verified, even when the blob exists) and record them."""
     info = await store.put(chunks, digest, max_size)
-    if not await record_stored(store, info):
+    if not await record_stored(store, info, claimant):
         raise StorageError(f"blob {digest} was removed by garbage collection as it arrived: send it again")
     return info
+
+
+async def usable_digests(digests: set[str], namespace: str) -> set[str]:
+    """Of `digests`, those a writer confined to `namespace` (private reads) may put in a version:
+    blobs a version of the namespace already holds, or whose bytes a token of the namespace has
+    sent itself. Knowing a digest is not enough: naming another namespace's blob in a version of
+    one's own would otherwise be a way to read it."""
+    if not digests:
+        return set()
+    held = await ArtifactRow.filter(digest__in=list(digests), version__model__namespace=namespace
+                                    ).values_list("digest", flat=True)
+    sent = await BlobClaimRow.filter(digest__in=list(digests), namespace=namespace).values_list("digest", flat=True)
+    return {str(d) for d in [*held, *sent]}
 
 
 async def readable_blob(store: BlobStore, digest: str, namespace: str | None) -> BlobInfo | None:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
-from modelyard.db.tables import ArtifactRow, BlobRow
+from modelyard.db.tables import ArtifactRow, BlobClaimRow, BlobRow
 from modelyard.storage.base import BlobInfo, BlobStore
 
 _BATCH = 500
@@ -164,6 +164,7 @@ async def _remove(store: BlobStore, digest: str, cutoff: datetime) -> int | None
             info = await store.stat(digest)
             if info is None or info.modified >= cutoff:
                 raise _Keep
+            await BlobClaimRow.filter(digest=digest).delete()
             await store.delete(digest)
     except _Keep:
         return None

@@ -67,14 +67,16 @@ async def append(
         raise rules.missing(upload_id) from None
 
 
-async def finish_upload(store: BlobStore, owner: str, upload_id: str, digest: str, rules: UploadRules) -> BlobInfo:
-    """Verify and store the owner's upload as the blob `digest`, and record it."""
+async def finish_upload(store: BlobStore, owner: str, upload_id: str, digest: str, rules: UploadRules,
+                        claimant: str | None = None) -> BlobInfo:
+    """Verify and store the owner's upload as the blob `digest`, and record it (and, for a token
+    bound to a namespace, that the namespace sent these bytes)."""
     digest_hex(digest)
     try:
         info = await store.finish_upload(owner, upload_id, digest)
     except NotFoundError:
         raise rules.missing(upload_id) from None
-    if not await record_stored(store, info):
+    if not await record_stored(store, info, claimant):
         raise StorageError(f"blob {digest} was removed by garbage collection as it was stored: upload it again")
     return info
 

@@ -143,14 +143,17 @@ async def _hold_blobs(files: list[Artifact]) -> None:
         )
 
 
-async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | None = None) -> VersionRow:
-    """Create the next version of a model with everything it carries, all or nothing."""
+async def create_version(spec: NewVersion, *, actor: str, inspect: Inspector | None = None,
+                         namespace: str | None = None) -> VersionRow:
+    """Create the next version of a model with everything it carries, all or nothing.
+    `namespace`: the writer may read only there (private reads), so it may use only blobs its
+    namespace holds or sent (`blobs.usable_digests`)."""
     check_description(spec.description)
     check_params(spec.params)
     check_metrics(spec.metrics)
     check_tags(spec.tags)
     run = spec.run.as_json() if spec.run else None
-    files = await resolve_artifacts(spec.artifacts)
+    files = await resolve_artifacts(spec.artifacts, namespace)
     facts = await inspect(files) if inspect is not None and files else None
     async with in_transaction():
         model = await get_model(spec.model)

@@ -278,6 +278,20 @@ class BlobRow(Model):
         table = "blob"
 
 
+class BlobClaimRow(Model):
+    """A namespace proved it holds a blob's bytes by sending them (PUT or an upload): with private
+    reads, a token bound to that namespace may then name the blob in `createVersion`."""
+
+    id = fields.IntField(primary_key=True)
+    digest = fields.CharField(max_length=71, db_index=True)
+    namespace = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "blob_claim"
+        unique_together = (("digest", "namespace"),)
+
+
 class ArtifactRow(Model):
     """A file of a version: its path inside the version and the blob holding its bytes."""
 

@@ -7,7 +7,16 @@ from functools import partial
 import strawberry
 from strawberry.permission import BasePermission
 
-from modelyard.catalog import aliases, datasets, lineage, models, signatures, tokens, versions
+from modelyard.catalog import (
+    aliases,
+    datasets,
+    lineage,
+    models,
+    policy,
+    signatures,
+    tokens,
+    versions,
+)
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import (
     AddLineageInput,
@@ -64,7 +73,9 @@ class Mutation:
     async def create_version(self, info: Info, input: CreateVersionInput) -> ModelVersion | None:
         store = info.context.store
         inspect = partial(signatures.inspect_onnx, store) if store is not None else None
-        row = await versions.create_version(input.spec(), actor=info.context.actor, inspect=inspect)
+        reader = policy.read_namespace(info.context.caller, info.context.settings.public_read)
+        row = await versions.create_version(input.spec(), actor=info.context.actor, inspect=inspect,
+                                            namespace=reader)
         return ModelVersion(row=row)
 
     @strawberry.mutation(permission_classes=WRITE, description="Change a version's description, tags or run info.")

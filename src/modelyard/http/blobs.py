@@ -122,9 +122,11 @@ class BlobRoutes:
         digest = request.path_params["digest"]
         try:
             digest_hex(digest)
-            policy.check_write(await self._caller(request), None)
+            caller = await self._caller(request)
+            policy.check_write(caller, None)
             body = with_timeout(request.stream(), self.settings.body_timeout_seconds)
-            info = await put_blob(self.store, body, digest, self.settings.max_blob_size)
+            claimant = caller.principal.namespace if caller.principal else None
+            info = await put_blob(self.store, body, digest, self.settings.max_blob_size, claimant)
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening; the store kept nothing
         except TimeoutError:

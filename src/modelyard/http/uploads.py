@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from modelyard.catalog import policy
 from modelyard.catalog import uploads as service
+from modelyard.catalog.tokens import Principal
 from modelyard.config import Settings
 from modelyard.errors import ConflictError, InvalidError, ModelyardError
 from modelyard.http.client_limits import ClientLimits
@@ -34,10 +35,14 @@ class UploadRoutes:
 
     async def _authorised(self, request: Request) -> tuple[str, str]:
         """The caller's token name (its uploads' owner) and the upload id in the path."""
+        principal = await self._principal(request)
+        return principal.name, str(request.path_params.get("upload_id", ""))
+
+    async def _principal(self, request: Request) -> Principal:
         caller = await self.limits.caller(request)
         policy.check_write(caller, None)
         assert caller.principal is not None  # check_write refuses anonymous callers
-        return caller.principal.name, str(request.path_params.get("upload_id", ""))
+        return caller.principal
 
     async def start(self, request: Request) -> Response:
         try:
@@ -77,11 +82,13 @@ class UploadRoutes:
 
     async def finish(self, request: Request) -> Response:
         try:
-            owner, upload_id = await self._authorised(request)
+            principal = await self._principal(request)
+            upload_id = str(request.path_params["upload_id"])
             digest = request.query_params.get("digest")
             if digest is None:
                 raise InvalidError("finish an upload with PUT /api/uploads/<id>?digest=sha256:<hex>")
-            info = await service.finish_upload(self.store, owner, upload_id, digest, self.rules)
+            info = await service.finish_upload(self.store, principal.name, upload_id, digest, self.rules,
+                                               claimant=principal.namespace)
         except ModelyardError as exc:
             return error_response(exc)
         return JSONResponse({"digest": info.digest, "size": info.size}, status_code=201,
