@@ -113,7 +113,10 @@ async def test_a_digest_alone_does_not_let_a_namespace_use_another_ones_blob(
         headers = as_token(made["createToken"]["secret"])
         assert (await client.put(f"/api/blobs/{digest_of(OTHER)}", content=b"guess", headers=headers)).status_code == 400
         assert (await writer.error(create, {"d": digest_of(OTHER)}))["extensions"]["code"] == "NOT_FOUND"
+        assert (await client.head(f"/api/blobs/{digest_of(OTHER)}", headers=headers)).status_code == 404
         assert (await client.put(f"/api/blobs/{digest_of(OTHER)}", content=OTHER, headers=headers)).status_code == 201
+        # What the namespace sent it may read back (a push that lost its answer sees it is done).
+        assert (await client.head(f"/api/blobs/{digest_of(OTHER)}", headers=headers)).status_code == 200
         assert (await writer.ok(create, {"d": digest_of(OTHER)}))["createVersion"]["ref"] == "team/m:3"
         # Through a resumable upload too.
         upload = await client.post("/api/uploads", headers=headers)

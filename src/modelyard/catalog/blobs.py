@@ -71,14 +71,14 @@ async def readable_blob(store: BlobStore, digest: str, namespace: str | None) ->
     """The stored blob, or None when it is missing or hidden from the reader: the same answer.
 
     A reader restricted to `namespace` sees only blobs some version in that namespace
-    references (archived ones too). Bytes found without their record are recorded.
+    references (archived ones too) or whose bytes the namespace sent (`usable_digests`). Bytes
+    found without their record are recorded.
     """
     digest_hex(digest)
     if namespace is not None:
-        referenced = ArtifactRow.filter(digest=digest, version__model__namespace=namespace)
-        if not await referenced.exists():
+        if not await usable_digests({digest}, namespace):
             return None
-        # Referenced means recorded: createVersion needs the record and GC keeps it.
+        # Held or sent means recorded (GC drops a blob's claims with it): stat is enough.
         return await store.stat(digest)
     info = await store.stat(digest)
     if info is None:
