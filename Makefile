@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-ASSETS := src/modelyard/http/static/graphiql/VERSIONS.json
+ASSETS := src/modelyard/http/static/graphiql/VERSIONS.json src/modelyard/http/static/ui-vendor/VERSIONS.json
 
 .PHONY: run test install install-dev lint schema migrations bench clean demo-assistant
 
@@ -39,8 +39,8 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-$(ASSETS): scripts/fetch_graphiql.py
-	$(PYTHON) scripts/fetch_graphiql.py
+$(ASSETS) &: scripts/fetch_assets.py
+	$(PYTHON) scripts/fetch_assets.py
 
 lint: install-dev
 	$(BIN)/ruff check src tests scripts desktop

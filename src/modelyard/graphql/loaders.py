@@ -166,6 +166,9 @@ class Loaders:
     metric_history: DataLoader[tuple[int, str], list[MetricPointRow]] = field(
         default_factory=lambda: _loader(_metric_history)
     )
+    metric_points: DataLoader[int, list[MetricPointRow]] = field(
+        default_factory=lambda: _loader(_grouped(MetricPointRow, "version_id", "id"))
+    )
     artifacts: DataLoader[int, list[ArtifactRow]] = field(
         default_factory=lambda: _loader(_grouped(ArtifactRow, "version_id", "path"))
     )

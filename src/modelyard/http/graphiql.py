@@ -1,4 +1,4 @@
-"""GraphiQL served entirely from locally bundled assets (see scripts/fetch_graphiql.py)."""
+"""GraphiQL served entirely from locally bundled assets (see scripts/fetch_assets.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.types import Scope
 ASSETS_DIR: Path = Path(__file__).resolve().parent / "static" / "graphiql"
 MANIFEST: str = "VERSIONS.json"
 MISSING_HINT: str = (
-    "GraphiQL assets are not installed in {dir}; run `python scripts/fetch_graphiql.py` "
+    "GraphiQL assets are not installed in {dir}; run `python scripts/fetch_assets.py` "
     "(the Makefile's install step does)."
 )
 

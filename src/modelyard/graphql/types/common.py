@@ -86,6 +86,12 @@ class MetricPoint:
         return self.row.logged_at
 
 
+@strawberry.type(description="Every logged value of one metric, oldest first.")
+class MetricSeries:
+    key: str
+    points: list[MetricPoint]
+
+
 @strawberry.type(description="The external run and code that produced a version.")
 class RunInfo:
     run_id: str | None = None

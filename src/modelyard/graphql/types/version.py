@@ -15,7 +15,15 @@ from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
 from modelyard.graphql.scalars import JSON, Long
 from modelyard.graphql.types.artifact import Artifact, ModelInfo, Signature, TensorSpec
-from modelyard.graphql.types.common import Metric, MetricPoint, Param, RunInfo, Tag, tags_of
+from modelyard.graphql.types.common import (
+    Metric,
+    MetricPoint,
+    MetricSeries,
+    Param,
+    RunInfo,
+    Tag,
+    tags_of,
+)
 from modelyard.graphql.types.enums import StatusEnum
 from modelyard.graphql.types.node import Node
 from modelyard.graphql.visibility import visible_edges
@@ -94,6 +102,13 @@ class ModelVersion(Node):
     async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
         rows = await info.context.loaders.metric_history.load((self.row.id, check_key(key, "metric")))
         return [MetricPoint(row=r) for r in rows]
+
+    @strawberry.field(description="Every logged value of every metric, by key (one query for all).")
+    async def metric_series(self, info: Info) -> list[MetricSeries]:
+        by_key: dict[str, list[MetricPoint]] = {}
+        for row in await info.context.loaders.metric_points.load(self.row.id):
+            by_key.setdefault(row.key, []).append(MetricPoint(row=row))
+        return [MetricSeries(key=k, points=v) for k, v in sorted(by_key.items())]
 
     @strawberry.field
     async def tags(self, info: Info) -> list[Tag]:

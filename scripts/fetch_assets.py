@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Bundle GraphiQL's browser assets from the npm registry so the IDE works offline."""
+"""Fetch the browser assets the server serves (GraphiQL, the web UI's libraries) from the npm
+registry, pinned by version and integrity, so every page works offline with no CDN.
+
+Each bundle is a folder under src/modelyard/http/static/ with a VERSIONS.json written last;
+a bundle whose VERSIONS.json matches the pins and whose files hash as recorded is left alone."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DEST = Path(__file__).resolve().parent.parent / "src/modelyard/http/static/graphiql"
+STATIC = Path(__file__).resolve().parent.parent / "src/modelyard/http/static"
 MANIFEST = "VERSIONS.json"
 
 
@@ -36,7 +40,7 @@ class Package:
 
 # The versions Strawberry 0.341's own GraphiQL template loads from unpkg; integrity is npm's
 # sha512 of each tarball, so a re-published or tampered package is refused.
-PACKAGES: tuple[Package, ...] = (
+GRAPHIQL: tuple[Package, ...] = (
     Package(
         "react",
         "18.2.0",
@@ -63,17 +67,37 @@ PACKAGES: tuple[Package, ...] = (
     ),
 )
 
+# The web UI's libraries: the lineage picture's layout (dagre, maintained as @dagrejs/dagre) and
+# the metric charts (uPlot). Both are plain scripts that define one global.
+UI: tuple[Package, ...] = (
+    Package(
+        "@dagrejs/dagre",
+        "3.1.4",
+        "sha512-tW3fsvXxSteGpBHgT/hqPxBxTibPw409mH97S6LzXe+ddak2/RtPtYkYPo5gfvzBtnjxrZnoh8ft62zA3LDAZQ==",
+        {"dist/dagre.min.js": "dagre.min.js", "LICENSE": "dagre.LICENSE.txt"},
+    ),
+    Package(
+        "uplot",
+        "1.6.32",
+        "sha512-KIMVnG68zvu5XXUbC4LQEPnhwOxBuLyW1AHtpm6IKTXImkbLgkMy+jabjLgSLMasNuGGzQm/ep3tOkyTxpiQIw==",
+        {"dist/uPlot.iife.min.js": "uPlot.iife.min.js", "dist/uPlot.min.css": "uPlot.min.css",
+         "LICENSE": "uPlot.LICENSE.txt"},
+    ),
+)
+
+BUNDLES: dict[str, tuple[Package, ...]] = {"graphiql": GRAPHIQL, "ui-vendor": UI}
+
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def is_current(dest: Path) -> bool:
+def is_current(dest: Path, packages: tuple[Package, ...]) -> bool:
     """True when dest already holds exactly the pinned packages' files, unmodified."""
     try:
         manifest = json.loads((dest / MANIFEST).read_text())
-        wanted = {p.name: p.version for p in PACKAGES}
+        wanted = {p.name: p.version for p in packages}
         if manifest["packages"] != wanted:
             return False
         return all(sha256(dest / name) == digest for name, digest in manifest["files"].items())
@@ -81,7 +105,7 @@ def is_current(dest: Path) -> bool:
         return False
 
 
-def npm_pack(workdir: Path) -> dict[str, Path]:
+def npm_pack(workdir: Path, packages: tuple[Package, ...]) -> dict[str, Path]:
     """Download every pinned tarball into workdir with one `npm pack`; map package name to file."""
     cmd = [
         "npm",
@@ -91,7 +115,7 @@ def npm_pack(workdir: Path) -> dict[str, Path]:
         "--loglevel=error",
         "--pack-destination",
         str(workdir),
-        *(p.spec for p in PACKAGES),
+        *(p.spec for p in packages),
     ]
     try:
         proc = subprocess.run(
@@ -99,21 +123,21 @@ def npm_pack(workdir: Path) -> dict[str, Path]:
         )
     except subprocess.TimeoutExpired:
         sys.exit(
-            "fetch_graphiql: `npm pack` timed out after 300 s (is the npm registry reachable?)"
+            "fetch_assets: `npm pack` timed out after 300 s (is the npm registry reachable?)"
         )
     if proc.returncode != 0:
         sys.exit(
-            f"fetch_graphiql: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
+            f"fetch_assets: `{' '.join(cmd)}` failed (exit {proc.returncode}):\n"
             f"{proc.stderr.strip() or proc.stdout.strip()}"
         )
     packed = {entry["name"]: entry for entry in json.loads(proc.stdout)}
     tarballs: dict[str, Path] = {}
-    for pkg in PACKAGES:
+    for pkg in packages:
         entry = packed.get(pkg.name)
         if entry is None or entry["version"] != pkg.version:
-            sys.exit(f"fetch_graphiql: npm did not return {pkg.spec}: got {entry!r}")
+            sys.exit(f"fetch_assets: npm did not return {pkg.spec}: got {entry!r}")
         if entry["integrity"] != pkg.integrity:
-            sys.exit(f"fetch_graphiql: integrity mismatch for {pkg.spec}: {entry['integrity']}")
+            sys.exit(f"fetch_assets: integrity mismatch for {pkg.spec}: {entry['integrity']}")
         tarballs[pkg.name] = workdir / entry["filename"]
     return tarballs
 
@@ -128,7 +152,7 @@ def extract(pkg: Package, tarball: Path, dest: Path) -> dict[str, str]:
             except KeyError:
                 member = None
             if member is None:
-                sys.exit(f"fetch_graphiql: {inner} is not a file in {pkg.spec}")
+                sys.exit(f"fetch_assets: {inner} is not a file in {pkg.spec}")
             data = member.read()
             # Write then rename, so a running server never serves a half-written file.
             tmp = dest / f".{served}.tmp"
@@ -138,28 +162,32 @@ def extract(pkg: Package, tarball: Path, dest: Path) -> dict[str, str]:
     return digests
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Fetch the assets into --dest unless they are already there."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help=f"default: {DEFAULT_DEST}")
-    dest: Path = parser.parse_args(argv).dest.resolve()
-
-    if is_current(dest):
-        print(f"fetch_graphiql: up to date in {dest}")
-        return 0
+def fetch(name: str, packages: tuple[Package, ...], dest: Path) -> None:
+    """Fetch one bundle into dest unless it is already there."""
+    if is_current(dest, packages):
+        print(f"fetch_assets: {name} up to date in {dest}")
+        return
     if shutil.which("npm") is None:
-        sys.exit("fetch_graphiql: `npm` not found on PATH; install Node.js and npm")
-
+        sys.exit("fetch_assets: `npm` not found on PATH; install Node.js and npm")
     dest.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="fetch-graphiql-") as tmp:
-        tarballs = npm_pack(Path(tmp))
-        for pkg in PACKAGES:
+    with tempfile.TemporaryDirectory(prefix="fetch-assets-") as tmp:
+        tarballs = npm_pack(Path(tmp), packages)
+        for pkg in packages:
             files.update(extract(pkg, tarballs[pkg.name], dest))
     # Written last: its presence means every file above is complete.
-    manifest = {"packages": {p.name: p.version for p in PACKAGES}, "files": files}
+    manifest = {"packages": {p.name: p.version for p in packages}, "files": files}
     (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    print(f"fetch_graphiql: wrote {len(files)} files to {dest}")
+    print(f"fetch_assets: wrote {len(files)} {name} files to {dest}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fetch every bundle into its folder under --static."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--static", type=Path, default=STATIC, help=f"default: {STATIC}")
+    static: Path = parser.parse_args(argv).static.resolve()
+    for name, packages in BUNDLES.items():
+        fetch(name, packages, static / name)
     return 0
 
 
