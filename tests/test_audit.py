@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import graphql
@@ -430,3 +430,15 @@ def _call(mutation: str, model: str) -> tuple[str, dict[str, Any]]:
 
 def _kinds(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(e["kind"], e["objectRef"]) for e in found]
+
+
+async def test_a_time_without_offset_is_read_as_utc_and_a_bad_time_is_refused(gql: GraphQLClient) -> None:
+    await seed(gql)
+    everything = await events(gql, model="other")
+    newest = datetime.fromisoformat(everything[0]["at"])
+    naive_after = (newest + timedelta(hours=1)).astimezone(UTC).replace(tzinfo=None).isoformat()
+    assert await events(gql, model="other", since=naive_after) == []
+    assert await events(gql, model="other", until=naive_after) == everything
+    for bad in ("yesterday", "2026-13-01T00:00:00", 1735689600):
+        error = await gql.error(EVENTS, {"f": {"since": bad}, "first": 1})
+        assert error["extensions"]["code"] == "INVALID" and "ISO 8601" in error["message"], error

@@ -1,8 +1,10 @@
-"""Custom scalars: a 64-bit integer (GraphQL `Int` is 32-bit) and arbitrary JSON."""
+"""Custom scalars: a 64-bit integer (GraphQL `Int` is 32-bit), arbitrary JSON, and a DateTime
+that reads a time without an offset as UTC (the catalog stores aware times only)."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any, NewType
 
 import strawberry
@@ -23,6 +25,16 @@ def _parse_long(value: Any) -> int:
     return value
 
 
+def _parse_datetime(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"DateTime must be an ISO 8601 string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"DateTime must be ISO 8601 (2026-01-31T12:00:00Z), got {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 Long = NewType("Long", int)
 
 SCALARS: dict[object, ScalarDefinition] = {
@@ -31,7 +43,13 @@ SCALARS: dict[object, ScalarDefinition] = {
         description="A 64-bit signed integer (byte sizes, large counts, int params).",
         serialize=int,
         parse_value=_parse_long,
-    )
+    ),
+    datetime: strawberry.scalar(
+        name="DateTime",
+        description="Date with time (ISO 8601). Without an offset a time is read as UTC.",
+        serialize=datetime.isoformat,
+        parse_value=_parse_datetime,
+    ),
 }
 
 __all__ = ["JSON", "Long", "SCALARS"]
