@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -91,6 +92,8 @@ async def test_created_ranges(gql: GraphQLClient, catalog: None) -> None:
     after = await refs(gql, {"createdAfter": at})
     before = await refs(gql, {"createdBefore": at})
     assert "a:3" in after and "a:3" not in before and len(after) + len(before) == len(ROWS)
+    naive = datetime.fromisoformat(at).astimezone(UTC).replace(tzinfo=None).isoformat()  # no zone: read as UTC
+    assert await refs(gql, {"createdAfter": naive}) == after and await refs(gql, {"createdBefore": naive}) == before
 
 
 async def test_order_by_metric_and_param_with_pages(gql: GraphQLClient, catalog: None) -> None:

@@ -17,6 +17,7 @@ from tortoise.expressions import Q
 
 from modelyard.catalog.refs import namespace_of
 from modelyard.catalog.text import check_text
+from modelyard.catalog.times import filter_time
 from modelyard.db.sql import Sql
 from modelyard.db.tables import AuditEventRow
 
@@ -138,9 +139,9 @@ def events_query(f: AuditFilter) -> Any:
     if f.after_id is not None:
         query = query.filter(id__gt=f.after_id)
     if f.since is not None:
-        query = query.filter(at__gte=f.since)
+        query = query.filter(at__gte=filter_time(f.since))
     if f.until is not None:
-        query = query.filter(at__lt=f.until)
+        query = query.filter(at__lt=filter_time(f.until))
     if f.namespace is not None:
         query = query.filter(namespace=f.namespace)
     if not f.include_tokens:

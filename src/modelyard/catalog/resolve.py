@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from modelyard.catalog.refs import VersionRef
+from modelyard.catalog.times import filter_time
 from modelyard.db.tables import AliasMoveRow, AliasRow, ModelRow, VersionRow
 from modelyard.errors import NotFoundError
 
@@ -18,8 +19,8 @@ async def resolve_version(ref: VersionRef, at: datetime | None = None) -> Versio
     As of a past moment an alias resolves to where it pointed then, the bare name to the newest
     READY version created by then; a number or digest must have existed by then.
     """
-    if at is not None and at.utcoffset() is None:
-        at = at.replace(tzinfo=UTC)
+    if at is not None:
+        at = filter_time(at)
     full = ref.model.full
     row: VersionRow | None
     if at is not None and ref.alias is not None and ref.alias != "latest":

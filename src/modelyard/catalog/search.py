@@ -16,6 +16,7 @@ from modelyard.catalog.models import Task
 from modelyard.catalog.refs import check_alias, check_key, namespace_of, parse_name, parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.catalog.text import check_text
+from modelyard.catalog.times import filter_time
 from modelyard.catalog.versions import Status
 from modelyard.db.sql import Sql
 from modelyard.db.tables import ModelRow, VersionRow
@@ -257,7 +258,7 @@ def _check_in(what: str, cmp: Compare) -> None:
 
 def _db_time(value: datetime) -> Any:
     """A datetime encoded as Tortoise stores it, so raw comparisons match on both databases."""
-    return VersionRow._meta.fields_map["created_at"].to_db_value(value, VersionRow)
+    return VersionRow._meta.fields_map["created_at"].to_db_value(filter_time(value), VersionRow)
 
 
 def _order_sql(sql: Sql, order: VersionOrder) -> tuple[str, str]:

@@ -1,10 +1,10 @@
 """Custom scalars: a 64-bit integer (GraphQL `Int` is 32-bit), arbitrary JSON, and a DateTime
-that reads a time without an offset as UTC (the catalog stores aware times only)."""
+whose refusal names the format."""
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NewType
 
 import strawberry
@@ -32,7 +32,7 @@ def _parse_datetime(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"DateTime must be ISO 8601 (2026-01-31T12:00:00Z), got {value!r}") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parsed
 
 
 Long = NewType("Long", int)
@@ -46,7 +46,8 @@ SCALARS: dict[object, ScalarDefinition] = {
     ),
     datetime: strawberry.scalar(
         name="DateTime",
-        description="Date with time (ISO 8601). Without an offset a time is read as UTC.",
+        description="Date with time (ISO 8601). A filter reads a time without an offset as UTC; "
+        "times that are recorded (run times, token expiry) must carry one.",
         serialize=datetime.isoformat,
         parse_value=_parse_datetime,
     ),
