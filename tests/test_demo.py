@@ -193,12 +193,125 @@ def test_lineage_links_fine_tuned_and_distilled_models(seeded: tuple[Path, str, 
     assert _params(wine["by_number"][1])["algorithm"] == ("STRING", "RandomForestClassifier")
 
 
+HISTORY = """
+query($n: String!) {
+  model(name: $n) {
+    production: aliasHistory(alias: "production") { at version { number } }
+    staging: aliasHistory(alias: "staging") { at version { number } }
+  }
+}"""
+
+
+def test_aliases_moved_as_a_release_moves_them_and_remember_where_they_pointed(
+        seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    moves = {}
+    for name in ("demo/iris-classifier", "demo/digits-mlp"):
+        history = gql(url, HISTORY, n=name)["model"]
+        moves[name] = {alias: [m["version"]["number"] for m in history[alias]] for alias in ("production", "staging")}
+        first_production = history["production"][-1]["at"]  # newest first: the last is the first move
+        then = gql(url, 'query($r: String!, $at: DateTime!) { version(ref: $r, at: $at) { number } }',
+                   r=f"{name}@production", at=first_production)["version"]
+        assert then == {"number": 1}, name  # what production named before it moved
+    # Each move once, newest first, although the first seed was killed half-way through iris.
+    assert moves == {"demo/iris-classifier": {"production": [2, 1], "staging": [3, 2]},
+                     "demo/digits-mlp": {"production": [2, 1], "staging": [1]}}
+    log = gql(url, '{ auditLog(first: 100, filter: {kinds: [ALIAS_SET]}) { nodes { objectRef changes } } }')
+    iris = [e["changes"]["version"] for e in log["auditLog"]["nodes"]
+            if e["objectRef"] == "demo/iris-classifier@production"]
+    assert iris == [{"before": 1, "after": 2}, {"before": None, "after": 1}]
+
+
+SERIES = """
+query($r: String!) {
+  version(ref: $r) {
+    metric(key: "accuracy") { value }
+    loss: metricHistory(key: "train_loss") { step value }
+    train: metricHistory(key: "train_accuracy") { step value }
+    test: metricHistory(key: "test_accuracy") { step value }
+  }
+}"""
+
+
+def test_the_mlp_versions_carry_the_training_loops_per_epoch_metrics(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    train = _train_module()
+    digits = train.load("digits")
+    retrained = train.digits_mlp(digits, epochs=8)  # the same seed: what the demo's training measured
+    v1 = gql(url, SERIES, r="demo/digits-mlp:1")["version"]
+    v2 = gql(url, SERIES, r="demo/digits-mlp:2")["version"]
+    for alias, key in (("loss", "train_loss"), ("train", "train_accuracy"), ("test", "test_accuracy")):
+        assert [(p["step"], p["value"]) for p in v1[alias]] == retrained.series[key], key
+        assert [p["step"] for p in v2[alias]] == list(range(1, 33)), key
+        assert v2[alias][:8] == v1[alias], key  # version 2 continued version 1's training
+    for version in (v1, v2):
+        assert version["test"][-1]["value"] == version["metric"]["value"]  # the last epoch is the model measured
+        assert all(0 < p["value"] <= 1 for p in version["train"] + version["test"])
+    assert v2["loss"][-1]["value"] < v2["loss"][7]["value"] < v2["loss"][0]["value"]
+    assert v2["train"][-1]["value"] > v2["train"][0]["value"]
+    logged = gql(url, '{ auditLog(first: 100, filter: {model: "demo/digits-mlp", kinds: [METRICS_LOGGED]}) '
+                      '{ nodes { objectRef } } }')
+    assert sorted(e["objectRef"] for e in logged["auditLog"]["nodes"]) == ["demo/digits-mlp:1", "demo/digits-mlp:2"]
+
+
+COMPARE = """
+query($a: String!, $b: String!) {
+  compare(a: $a, b: $b) {
+    a { ref } b { ref }
+    params { key change delta a { value } b { value } }
+    metrics { key change delta a { value } b { value } }
+    artifacts { path change sizeDelta }
+    parents { relation side parent { ... on ModelVersion { ref } ... on DatasetVersion { ref } } }
+  }
+}"""
+
+
+def test_production_and_staging_compare_side_by_side(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    found = gql(url, COMPARE, a="demo/iris-classifier@production", b="demo/iris-classifier@staging")["compare"]
+    assert (found["a"]["ref"], found["b"]["ref"]) == ("demo/iris-classifier:2", "demo/iris-classifier:3")
+    params = {p["key"]: p for p in found["params"]}
+    assert params["algorithm"]["change"] == "CHANGED"
+    assert (params["algorithm"]["a"]["value"], params["algorithm"]["b"]["value"]) == (
+        "LogisticRegression", "GradientBoostingClassifier")
+    assert params["C"]["change"] == "REMOVED" and params["n_estimators"]["change"] == "ADDED"
+    assert params["random_state"]["change"] == "SAME"
+    metrics = {m["key"]: m for m in found["metrics"]}
+    accuracy = metrics["accuracy"]
+    assert accuracy["delta"] == accuracy["b"]["value"] - accuracy["a"]["value"]
+    assert metrics["test_samples"]["change"] == "SAME"
+    assert [(f["path"], f["change"]) for f in found["artifacts"]] == [("model.onnx", "CHANGED")]
+    assert {(p["relation"], p["parent"]["ref"], p["side"]) for p in found["parents"]} == {
+        ("TRAINED_ON", "demo/iris@train", "BOTH"), ("EVALUATED_ON", "demo/iris@test", "BOTH")}
+
+    tuned = gql(url, COMPARE, a="demo/digits-mlp:1", b="demo/digits-mlp:2")["compare"]
+    params = {p["key"]: p for p in tuned["params"]}
+    assert (params["total_epochs"]["change"], params["total_epochs"]["delta"]) == ("CHANGED", 24)
+    assert ("FINE_TUNED_FROM", "demo/digits-mlp:1", "B_ONLY") in {
+        (p["relation"], p["parent"]["ref"], p["side"]) for p in tuned["parents"]}
+    assert {m["key"] for m in tuned["metrics"]} >= {"accuracy", "train_loss", "train_accuracy", "test_accuracy"}
+
+
+def test_a_mistyped_name_finds_the_model(seeded: tuple[Path, str, str]) -> None:
+    _, url, _ = seeded
+    found = gql(url, '{ suggestModels(name: "iris-clasifier") { name } }')["suggestModels"]
+    assert found[0] == {"name": "demo/iris-classifier"}
+
+
 def test_the_readme_quick_start_query_shows_params_metrics_and_lineage(seeded: tuple[Path, str, str]) -> None:
     _, url, _ = seeded
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     blocks = [b for b in re.findall(r"```graphql\n(.*?)```", readme, re.S) if '"demo/' in b]
     assert blocks, "the README's quick start has no query on the demo catalog"
-    for block in blocks:
+    comparisons = [b for b in blocks if "compare(" in b]
+    assert comparisons, "the README shows no comparison on the demo catalog"
+    for block in comparisons:
+        found = gql(url, block)["compare"]
+        assert (found["a"]["ref"], found["b"]["ref"]) == ("demo/iris-classifier:2", "demo/iris-classifier:3")
+        assert {p["change"] for p in found["params"]} >= {"CHANGED", "ADDED", "REMOVED"}
+        assert all(m["delta"] is not None for m in found["metrics"])
+        assert gql(url, block)["suggestModels"][0] == {"name": "demo/iris-classifier"}
+    for block in (b for b in blocks if b not in comparisons):
         data = gql(url, block)
         page = data["model"]
         assert {a["name"] for a in page["aliases"]} == {"production", "staging"}

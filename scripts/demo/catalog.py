@@ -1,4 +1,4 @@
-"""The demo catalog: datasets, classifiers, their versions, lineage and aliases.
+"""The demo catalog: datasets, classifiers, their versions, lineage, metric series and aliases.
 
     demo/iris@train ──TRAINED_ON── demo/iris-classifier:1 (LogisticRegression C=0.05)
     demo/iris@test ──EVALUATED_ON─┘                    :2 (LogisticRegression C=10)   @production
@@ -7,6 +7,12 @@
     demo/digits@train/test ───────── demo/digits-mlp:1 (MLP, 8 epochs)                @staging
                                      demo/digits-mlp:2 FINE_TUNED_FROM :1 (+24 epochs) @production
                                      demo/digits-student:1 DISTILLED_FROM digits-mlp:2 @production
+
+Aliases move as a release would move them, each move right after its version is pushed (so
+`aliasHistory` and `version(ref, at)` have a story to tell): iris @production :1 -> :2 and
+@staging :2 -> :3; digits-mlp @staging :1 and @production :1 -> :2. The MLP versions carry the
+training loop's per-epoch `train_loss`, `train_accuracy` and `test_accuracy` (steps = epochs),
+logged with `logMetrics`; `demo/digits-mlp:2` continues :1's series from epoch 9.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ def tags(trained: train.Trained) -> dict[str, str]:
 
 
 def version(split: train.Split, fit: Callable[[], train.Trained], description: str,
-            parents: tuple[tuple[str, str], ...] = ()) -> VersionPlan:
-    """A version built by `fit()`, exported to ONNX, with TRAINED_ON / EVALUATED_ON edges."""
+            parents: tuple[tuple[str, str], ...] = (), series: tuple[str, ...] = ()) -> VersionPlan:
+    """A version built by `fit()`, exported to ONNX, with TRAINED_ON / EVALUATED_ON edges and the
+    per-epoch `series` its training measured."""
 
     def build(folder: Path) -> VersionFacts:
         trained = fit()
@@ -57,10 +64,10 @@ def version(split: train.Split, fit: Callable[[], train.Trained], description: s
         return VersionFacts(
             params=train.public_params(trained), metrics=trained.metrics, tags=tags(trained),
             parents=(*parents, (f"demo/{split.name}@train", "trained_on"), (f"demo/{split.name}@test", "evaluated_on")),
-            description=description,
+            description=description, series=trained.series,
         )
 
-    return VersionPlan(build)
+    return VersionPlan(build, series)
 
 
 def plans(splits: dict[str, train.Split]) -> list[ModelPlan]:
@@ -96,7 +103,7 @@ def plans(splits: dict[str, train.Split]) -> list[ModelPlan]:
                 version(iris, lambda: train.iris_logreg(iris, 10.0), "Weaker regularisation (C=10)."),
                 version(iris, lambda: train.gradient_boosting(iris), "Gradient-boosted trees, for comparison."),
             ],
-            {"production": 2, "staging": 3},
+            [("production", 1), ("staging", 2), ("production", 2), ("staging", 3)],
         ),
         ModelPlan(
             "demo/wine-classifier", "TABULAR_CLASSIFICATION",
@@ -104,20 +111,21 @@ def plans(splits: dict[str, train.Split]) -> list[ModelPlan]:
                        "measurements of the wine."),
             {**common, "dataset": "wine"},
             [version(wine, lambda: train.random_forest(wine), "Random forest of 40 shallow trees.")],
-            {"production": 1},
+            [("production", 1)],
         ),
         ModelPlan(
             "demo/digits-mlp", "IMAGE_CLASSIFICATION",
             model_card("Handwritten digit classifier", digits, "Reads 8×8 grey images of digits "
                        "(pixel values 0–16, row by row) with a one-hidden-layer perceptron. Version 2 "
-                       "continues training version 1; `train_loss` has one point per epoch."),
+                       "continues training version 1. `train_loss` (the epoch's mean training loss), "
+                       "`train_accuracy` and `test_accuracy` have one point per epoch."),
             {**common, "dataset": "digits"},
             [
-                version(digits, mlp_v1, "8 epochs of Adam from a random start."),
+                version(digits, mlp_v1, "8 epochs of Adam from a random start.", series=train.SERIES),
                 version(digits, mlp_v2, "Version 1 trained 24 more epochs (warm start).",
-                        (("demo/digits-mlp:1", "fine_tuned_from"),)),
+                        (("demo/digits-mlp:1", "fine_tuned_from"),), series=train.SERIES),
             ],
-            {"production": 2, "staging": 1},
+            [("staging", 1), ("production", 1), ("production", 2)],
         ),
         ModelPlan(
             "demo/digits-student", "IMAGE_CLASSIFICATION",
@@ -127,7 +135,7 @@ def plans(splits: dict[str, train.Split]) -> list[ModelPlan]:
             {**common, "dataset": "digits"},
             [version(digits, student, "Distilled from demo/digits-mlp:2.",
                      (("demo/digits-mlp:2", "distilled_from"),))],
-            {"production": 1},
+            [("production", 1)],
         ),
     ]
 
@@ -153,5 +161,5 @@ def seed(publisher: Publisher) -> list[str]:
                             "Digest: sha256 of X as float64 then y as int64, C order."))
     for plan in plans(splits):
         refs.extend(publisher.model(plan))
-        say(f"  {plan.name}: " + ", ".join(f"@{a} -> :{n}" for a, n in plan.aliases.items()))
+        say(f"  {plan.name}: {plan.story()}")
     return refs

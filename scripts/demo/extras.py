@@ -62,7 +62,7 @@ def tiny_chat(publisher: Publisher, folder: Path) -> list[str]:
         [_version(folder, VersionFacts(params=dict(list(params.items())[:60]),
                                        tags={"source": "scripts/models/tiny-chat", "runtime": "onnxruntime-genai"},
                                        description="Every file of scripts/models/tiny-chat/."), copy=True)],
-        {"production": 1},
+        [("production", 1)],
     )
     return publisher.model(plan)
 
@@ -118,7 +118,7 @@ def minilm(publisher: Publisher, out: Path) -> list[str]:
             metrics=pick("fp32_max_abs_diff_vs_torch", "fp32_max_abs_diff_vs_sentence_transformers"),
             tags={"precision": "fp32"},
             description="fp32 export of sentence-transformers/all-MiniLM-L6-v2."))],
-        {"production": 1},
+        [("production", 1)],
     )
     int8 = ModelPlan(
         "demo/minilm-int8", "FEATURE_EXTRACTION",
@@ -132,6 +132,6 @@ def minilm(publisher: Publisher, out: Path) -> list[str]:
                     "eval_sentences": int(report.get("sentences", 0))},
             metrics=int8_metrics, tags={"precision": "int8"}, parents=(("demo/minilm:1", "quantized_from"),),
             description="int8 per-channel quantization of demo/minilm:1."))],
-        {"production": 1},
+        [("production", 1)],
     )
     return publisher.model(fp32) + publisher.model(int8)

@@ -66,11 +66,13 @@ def load(name: str) -> Split:
 
 @dataclass
 class Trained:
-    """A fitted estimator, what it was fitted with, and how it scored on the test split."""
+    """A fitted estimator, what it was fitted with, how it scored on the test split, and what the
+    training loop measured along the way (`series`: key -> [(step, value)], one step per epoch)."""
 
     estimator: Any
     params: dict[str, Any]
     metrics: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def evaluate(trained: Trained, split: Split, onnx_bytes: bytes) -> None:
@@ -145,9 +147,14 @@ MLP_LR = 1e-3
 MLP_BATCH = 64
 
 
+SERIES = ("train_loss", "train_accuracy", "test_accuracy")
+"""What `digits_mlp` measures after every epoch: the epoch's mean training loss (the value
+`MLPClassifier` appends to `loss_curve_`), and accuracy on the train and test splits."""
+
+
 def digits_mlp(split: Split, epochs: int, start: Trained | None = None) -> Trained:
     """A small MLP trained with `epochs` passes of mini-batch Adam; continues `start` if given
-    (a copy of it: `start` is left as it was). The loss after each epoch is a metric series."""
+    (a copy of it: `start` is left as it was, and its series are continued, not restarted)."""
     import copy
 
     from sklearn.neural_network import MLPClassifier
@@ -158,27 +165,28 @@ def digits_mlp(split: Split, epochs: int, start: Trained | None = None) -> Train
         scaler = StandardScaler().fit(split.x_train)
         mlp = MLPClassifier(hidden_layer_sizes=tuple(MLP_HIDDEN), learning_rate_init=MLP_LR,
                             batch_size=MLP_BATCH, alpha=1e-4, random_state=SEED)
-        done: list[float] = []
+        series: dict[str, list[tuple[int, float]]] = {key: [] for key in SERIES}
     else:
         scaler = copy.deepcopy(start.estimator.named_steps["scale"])
         mlp = copy.deepcopy(start.estimator.named_steps["mlp"])
-        done = list(start.params["_losses"])
-    x = scaler.transform(split.x_train)
+        series = {key: list(points) for key, points in start.series.items()}
+    x, x_test = scaler.transform(split.x_train), scaler.transform(split.x_test)
     classes = np.unique(split.y_train)
-    rng = np.random.default_rng(SEED + len(done))
+    done = len(series["train_loss"])
+    rng = np.random.default_rng(SEED + done)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # partial_fit never converges "early": that is the point
-        for _ in range(epochs):
+        for epoch in range(done + 1, done + epochs + 1):
             order = rng.permutation(len(x))
             mlp.partial_fit(x[order], split.y_train[order], classes=classes)
-            done.append(float(mlp.loss_))
+            series["train_loss"].append((epoch, float(mlp.loss_curve_[-1])))
+            series["train_accuracy"].append((epoch, float(mlp.score(x, split.y_train))))
+            series["test_accuracy"].append((epoch, float(mlp.score(x_test, split.y_test))))
     pipe = Pipeline([("scale", scaler), ("mlp", mlp)])
     params = {"algorithm": "MLPClassifier", "hidden_layer_sizes": MLP_HIDDEN,
               "optimizer": "adam", "learning_rate_init": MLP_LR, "batch_size": MLP_BATCH, "alpha": 1e-4,
-              "epochs": epochs, "total_epochs": len(done), "random_state": SEED, "_losses": done}
-    trained = Trained(pipe, params)
-    trained.metrics["train_loss"] = [{"value": v, "step": i + 1} for i, v in enumerate(done)]
-    return trained
+              "epochs": epochs, "total_epochs": done + epochs, "random_state": SEED}
+    return Trained(pipe, params, series=series)
 
 
 def distilled_logreg(split: Split, teacher: Trained) -> Trained:

@@ -91,12 +91,15 @@ class _Walk:
                 return 1 + self.cost(node.selection_set, child_type, depth + 1, seen)
             finally:
                 self.introspecting -= 1
-        if "first" in definition.args:  # a connection: its edges/nodes lists hold `first` items
-            first = self._first(node)
-            return 1 + self.cost(node.selection_set, child_type, depth + 1, seen, first)
         field_type = definition.type
         if isinstance(field_type, GraphQLNonNull):
             field_type = field_type.of_type
+        if "first" in definition.args:
+            first = self._first(node)
+            if isinstance(field_type, GraphQLList):  # a plain list of `first` items (`suggestModels`)
+                return first * (1 + self.cost(node.selection_set, child_type, depth + 1, seen))
+            # a connection: its edges/nodes lists hold `first` items
+            return 1 + self.cost(node.selection_set, child_type, depth + 1, seen, first)
         per_parent = (page or LIST_ESTIMATE) if isinstance(field_type, GraphQLList) else 1
         return per_parent * (1 + self.cost(node.selection_set, child_type, depth + 1, seen))
 

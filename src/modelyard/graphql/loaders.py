@@ -53,18 +53,30 @@ def _grouped(table: Any, column: str, order: str = "id") -> Callable[[Sequence[i
     return load
 
 
-async def _version_pages(keys: Sequence[tuple[int, int, int]]) -> list[tuple[list[VersionRow], bool]]:
-    """Newest-first pages of several models' versions in one windowed query."""
+async def _version_pages(keys: Sequence[tuple[int, int, int, bool]]) -> list[tuple[list[VersionRow], bool]]:
+    """Newest-first pages of several models' versions (model id, first, offset, with archived
+    ones): one windowed query per archived/not, whatever the number of models."""
+    found: dict[tuple[int, int, int, bool], tuple[list[VersionRow], bool]] = {}
+    for archived in {k[3] for k in keys}:
+        group = [k for k in keys if k[3] is archived]
+        for key, page in zip(group, await _pages_of(group, archived), strict=True):
+            found[key] = page
+    return [found[k] for k in keys]
+
+
+async def _pages_of(keys: Sequence[tuple[int, int, int, bool]], archived: bool) -> list[tuple[list[VersionRow], bool]]:
     sql = Sql()
     model_ids = sorted({k[0] for k in keys})
     start = min(k[2] for k in keys)
     end = max(k[1] + k[2] for k in keys) + 1
+    models = sql.many(model_ids)  # placeholders in the order they appear in the text
+    status = "" if archived else f" AND v.status <> {sql.p('ARCHIVED')}"
     rows = await sql.rows(
         f"""
         SELECT id, model_id, rn FROM (
             SELECT v.id, v.model_id,
                    ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
-            FROM model_version v WHERE v.model_id IN ({sql.many(model_ids)})
+            FROM model_version v WHERE v.model_id IN ({models}){status}
         ) ranked WHERE rn > {int(start)} AND rn <= {int(end)} ORDER BY model_id, rn
         """
     )
@@ -74,22 +86,46 @@ async def _version_pages(keys: Sequence[tuple[int, int, int]]) -> list[tuple[lis
     wanted = {i for ids in by_model.values() for i in ids.values()}
     versions = {v.id: v for v in await VersionRow.filter(id__in=list(wanted))} if wanted else {}
     out = []
-    for model_id, first, offset in keys:
+    for model_id, first, offset, _ in keys:
         ranked = by_model.get(model_id, {})
         ids = [ranked[rn] for rn in range(offset + 1, offset + first + 2) if rn in ranked]
         out.append(([versions[i] for i in ids[:first]], len(ids) > first))
     return out
 
 
-async def _version_counts(model_ids: Sequence[int]) -> list[int]:
+async def _version_counts(keys: Sequence[tuple[int, bool]]) -> list[int]:
+    """Versions per (model id, with archived ones): one grouped query."""
     rows = (
-        await VersionRow.filter(model_id__in=list(model_ids))
-        .group_by("model_id")
+        await VersionRow.filter(model_id__in=list({k[0] for k in keys}))
+        .group_by("model_id", "status")
         .annotate(n=Count("id"))
-        .values("model_id", "n")
+        .values("model_id", "status", "n")
     )
-    counts = {r["model_id"]: r["n"] for r in rows}
-    return [counts.get(i, 0) for i in model_ids]
+    counts: dict[tuple[int, bool], int] = defaultdict(int)
+    for r in rows:
+        counts[(r["model_id"], True)] += r["n"]
+        if r["status"] != "ARCHIVED":
+            counts[(r["model_id"], False)] += r["n"]
+    return [counts[k] for k in keys]
+
+
+def _key_uses(table: Any) -> Callable[[Sequence[int]], Awaitable[list[list[tuple[str, int]]]]]:
+    """Per model id: the param (or metric) keys its versions carry and on how many versions,
+    most common first, then by key; one grouped query."""
+
+    async def load(model_ids: Sequence[int]) -> list[list[tuple[str, int]]]:
+        rows = (
+            await table.filter(version__model_id__in=list(model_ids))
+            .group_by("version__model_id", "key")
+            .annotate(n=Count("id"))
+            .values("version__model_id", "key", "n")
+        )
+        uses: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for r in rows:
+            uses[r["version__model_id"]].append((r["key"], r["n"]))
+        return [sorted(uses.get(i, []), key=lambda u: (-u[1], u[0])) for i in model_ids]
+
+    return load
 
 
 async def _latest_ready(model_ids: Sequence[int]) -> list[VersionRow | None]:
@@ -193,10 +229,12 @@ class Loaders:
     dataset_versions: DataLoader[int, list[DatasetVersionRow]] = field(
         default_factory=lambda: _loader(_grouped(DatasetVersionRow, "dataset_id", "-id"))
     )
-    version_pages: DataLoader[tuple[int, int, int], tuple[list[VersionRow], bool]] = field(
+    version_pages: DataLoader[tuple[int, int, int, bool], tuple[list[VersionRow], bool]] = field(
         default_factory=lambda: _loader(_version_pages)
     )
-    version_counts: DataLoader[int, int] = field(default_factory=lambda: _loader(_version_counts))
+    version_counts: DataLoader[tuple[int, bool], int] = field(default_factory=lambda: _loader(_version_counts))
+    param_keys: DataLoader[int, list[tuple[str, int]]] = field(default_factory=lambda: _loader(_key_uses(ParamRow)))
+    metric_keys: DataLoader[int, list[tuple[str, int]]] = field(default_factory=lambda: _loader(_key_uses(MetricRow)))
     latest_ready: DataLoader[int, VersionRow] = field(default_factory=lambda: _loader(_latest_ready))
     walks: DataLoader[tuple[int, str, int], list[lineage.Edge]] = field(
         default_factory=lambda: _loader(_walks)

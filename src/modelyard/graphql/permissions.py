@@ -33,6 +33,25 @@ class CanRead(BasePermission):
         return True
 
 
+class CanReadEach(BasePermission):
+    """Reads of two versions at once (`compare(a, b)`): each ref is checked as `CanRead` checks
+    its target, so a namespaced token is refused before either is looked up."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        for key in ("a", "b"):
+            check_read(info.context.caller, info.context.settings.public_read, str(kwargs[key]))
+        return True
+
+
+class CanSearch(BasePermission):
+    """Reads whose text is something to look for, not a target (`suggestModels(name)`): the
+    resolver narrows what it finds to a namespaced reader's namespace instead of refusing."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        check_read(info.context.caller, info.context.settings.public_read, None)
+        return True
+
+
 def parents_of(kwargs: dict[str, Any]) -> list[str]:
     """The lineage parents (version or dataset refs) a field's input names."""
     value = kwargs.get("input")

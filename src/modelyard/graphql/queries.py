@@ -8,18 +8,21 @@ import strawberry
 from strawberry.permission import BasePermission
 
 from modelyard.catalog import audit, datasets, policy, search, tokens, versions
+from modelyard.catalog.compare import compare_versions
 from modelyard.catalog.lineage import Direction, walk
 from modelyard.catalog.models import get_model
 from modelyard.catalog.refs import parse_ref
 from modelyard.catalog.resolve import resolve_version
+from modelyard.catalog.suggest import suggest_models
 from modelyard.catalog.tokens import Scope
 from modelyard.db.tables import DatasetRow, DatasetVersionRow, ModelRow, VersionRow
 from modelyard.errors import ForbiddenError, NotFoundError
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import AuditFilter, ModelFilter, VersionFilter, VersionOrder
 from modelyard.graphql.pagination import page_args
-from modelyard.graphql.permissions import CanRead, IsAdmin
+from modelyard.graphql.permissions import CanRead, CanReadEach, CanSearch, IsAdmin
 from modelyard.graphql.types.audit import AuditEvent, Token
+from modelyard.graphql.types.compare import VersionComparison
 from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.dataset import Dataset, DatasetVersion
 from modelyard.graphql.types.enums import DirectionEnum
@@ -93,6 +96,26 @@ class Query:
     async def version(self, info: Info, ref: str, at: datetime | None = None) -> ModelVersion | None:
         row = await _or_none(resolve_version(parse_ref(ref), at))
         return ModelVersion(row=row) if row else None  # type: ignore[arg-type]
+
+    @strawberry.field(
+        permission_classes=[CanReadEach],
+        description="Two versions side by side (refs as in `version`, of one model or of two): params, "
+        "latest metrics and artifacts marked SAME, CHANGED, ADDED (only in b) or REMOVED (only in a), with "
+        "b − a for numbers, and the lineage parents of each. NOT_FOUND names a ref that names no version.",
+    )
+    async def compare(self, info: Info, a: str, b: str) -> VersionComparison:
+        return await VersionComparison.of(info, await compare_versions(a, b))
+
+    @strawberry.field(
+        permission_classes=[CanSearch],
+        description="The models whose names are closest to `name` (free text, at most 200 characters; "
+        "a ref's version is ignored), best first: what a \"not found\" page suggests. At most 20.",
+    )
+    async def suggest_models(self, info: Info, name: str, first: int | None = 5) -> list[Model]:
+        rows = await suggest_models(name, 5 if first is None else first, _narrow(info, None))
+        for row in rows:
+            info.context.loaders.prime_model(row)
+        return [Model(row=r) for r in rows]
 
     @strawberry.field(permission_classes=READ, description="Versions across all models matching a typed filter.")
     async def versions(

@@ -24,6 +24,12 @@ if TYPE_CHECKING:
 AliasMoveT = Annotated["AliasMove", strawberry.lazy("modelyard.graphql.types.audit")]
 
 
+@strawberry.type(description="A param or metric key and how many of a model's versions carry it.")
+class KeyUse:
+    key: str
+    versions: int
+
+
 @strawberry.type(description="A movable name pointing at one version of a model.")
 class Alias:
     row: strawberry.Private[AliasRow]
@@ -86,20 +92,29 @@ class Model(Node):
     def created_by(self) -> str | None:
         return self.row.created_by
 
-    @strawberry.field(description="Versions, newest first.")
+    @strawberry.field(description="Versions, newest first; archived ones too unless `includeArchived` is false.")
     async def versions(
-        self, info: Info, first: int | None = None, after: str | None = None
+        self, info: Info, first: int | None = None, after: str | None = None, include_archived: bool = True
     ) -> Connection[ModelVersion]:
         limit, offset = page_args(first, after, info.context.settings.max_page_size)
-        rows, has_next = await info.context.loaders.version_pages.load((self.row.id, limit, offset))
         loaders = info.context.loaders
+        rows, has_next = await loaders.version_pages.load((self.row.id, limit, offset, include_archived))
         loaders.prime_versions(rows)
-        model_id = self.row.id
+        key = (self.row.id, include_archived)
 
         async def count() -> int:
-            return await loaders.version_counts.load(model_id)
+            return await loaders.version_counts.load(key)
 
         return Connection.page([ModelVersion(row=r) for r in rows], offset, has_next, count)
+
+    @strawberry.field(description="The param keys this model's versions carry, most common first: "
+                      "what a versions table can show as columns.")
+    async def param_keys(self, info: Info) -> list[KeyUse]:
+        return [KeyUse(key=k, versions=n) for k, n in await info.context.loaders.param_keys.load(self.row.id)]
+
+    @strawberry.field(description="The metric keys this model's versions carry, most common first.")
+    async def metric_keys(self, info: Info) -> list[KeyUse]:
+        return [KeyUse(key=k, versions=n) for k, n in await info.context.loaders.metric_keys.load(self.row.id)]
 
     @strawberry.field(description="The newest READY version.")
     async def latest_version(self, info: Info) -> ModelVersion | None:

@@ -37,6 +37,16 @@ AliasT = Annotated["Alias", strawberry.lazy("modelyard.graphql.types.model")]
 EdgeT = Annotated["LineageEdge", strawberry.lazy("modelyard.graphql.types.lineage")]
 
 
+MAX_KEYS = 100
+
+
+def check_keys(keys: list[str], kind: str) -> list[str]:
+    """`keys` of a `params(keys:)` or `metrics(keys:)` selection, checked, without repeats."""
+    if len(keys) > MAX_KEYS:
+        raise LimitError(f"at most {MAX_KEYS} {kind} keys may be selected, got {len(keys)}")
+    return list(dict.fromkeys(check_key(k, kind) for k in keys))
+
+
 def check_depth(info: Info, depth: int) -> int:
     """Lineage depth must be 1..max_lineage_depth."""
     limit = info.context.settings.max_lineage_depth
@@ -80,18 +90,27 @@ class ModelVersion(Node):
     def manifest_digest(self) -> str:
         return self.row.manifest_digest
 
-    @strawberry.field
-    async def params(self, info: Info) -> list[Param]:
-        return [Param(row=r) for r in await info.context.loaders.params.load(self.row.id)]
+    @strawberry.field(description="Typed params, by key (only those named in `keys`, in that order, when given).")
+    async def params(self, info: Info, keys: list[str] | None = None) -> list[Param]:
+        loaders = info.context.loaders
+        if keys is None:
+            return [Param(row=r) for r in await loaders.params.load(self.row.id)]
+        rows = await loaders.param.load_many([(self.row.id, k) for k in check_keys(keys, "param")])
+        return [Param(row=r) for r in rows if r is not None]
 
     @strawberry.field
     async def param(self, info: Info, key: str) -> Param | None:
         row = await info.context.loaders.param.load((self.row.id, check_key(key, "param")))
         return Param(row=row) if row else None
 
-    @strawberry.field(description="The latest value of each metric.")
-    async def metrics(self, info: Info) -> list[Metric]:
-        return [Metric(row=r) for r in await info.context.loaders.metrics.load(self.row.id)]
+    @strawberry.field(description="The latest value of each metric (only those named in `keys`, in that "
+                      "order, when given).")
+    async def metrics(self, info: Info, keys: list[str] | None = None) -> list[Metric]:
+        loaders = info.context.loaders
+        if keys is None:
+            return [Metric(row=r) for r in await loaders.metrics.load(self.row.id)]
+        rows = await loaders.metric.load_many([(self.row.id, k) for k in check_keys(keys, "metric")])
+        return [Metric(row=r) for r in rows if r is not None]
 
     @strawberry.field
     async def metric(self, info: Info, key: str) -> Metric | None:
