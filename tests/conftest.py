@@ -276,6 +276,23 @@ def pg_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]
         yield urls
 
 
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`make run`'s server: the demo catalog seeded by scripts/demo/seed.py, then `modelyard
+    serve` on it as a real process (SQLite), with the admin token set."""
+    data = tmp_path_factory.mktemp("demo-ui")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    seed = Path(__file__).resolve().parents[1] / "scripts" / "demo" / "seed.py"
+    done = subprocess.run([sys.executable, str(seed), "--data-dir", str(data)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    port = free_port()
+    env = {**env, "MODELYARD_DATA_DIR": str(data), "MODELYARD_PORT": str(port), "MODELYARD_ADMIN_TOKEN": ADMIN_SECRET}
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "modelyard.cli", "serve"], env, f"{url}/healthz", data / "server.log"):
+        yield url
+
+
 # --- Blob storage (issue 4): a real S3-compatible server and each BlobStore backend ----------
 
 S3_KEYS = {"access_key": "testing", "secret_key": "testing", "region": "us-east-1"}

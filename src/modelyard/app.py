@@ -20,6 +20,7 @@ from modelyard.http.graphql_app import GraphQLApp
 from modelyard.http.health import healthz
 from modelyard.http.metrics import MetricsMiddleware, metrics_endpoint
 from modelyard.http.oip import OipRoutes
+from modelyard.http.ui import ui_routes
 from modelyard.http.uploads import UploadRoutes
 from modelyard.metrics import Metrics
 from modelyard.storage import BlobStore, open_store
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, *, store: BlobStore | None = No
             Route("/api/uploads/{upload_id}", uploads.abort, methods=["DELETE"]),
             *OipRoutes(settings, limits).routes(),
             Route("/healthz", healthz),
+            *ui_routes(),
             Route("/metrics", metrics_endpoint(metrics)),
         ],
         middleware=[Middleware(MetricsMiddleware, metrics=metrics)],

@@ -63,6 +63,8 @@ _PAGE: str = """\
         if (subscriptionUrl.protocol === "http:" || subscriptionUrl.protocol === "https:") {{
           subscriptionUrl.protocol = subscriptionUrl.protocol === "https:" ? "wss:" : "ws:";
         }}
+        // The yard's "query" links carry a page's document in the fragment (never sent).
+        const fromLink = new URLSearchParams(window.location.hash.slice(1));
         const fetcher = GraphiQL.createFetcher({{
           url: url.href,
           subscriptionUrl: subscriptionUrl.href,
@@ -71,6 +73,8 @@ _PAGE: str = """\
           React.createElement(GraphiQL, {{
             fetcher,
             defaultQuery: {query},
+            query: fromLink.get("query") || undefined,
+            variables: fromLink.get("variables") || undefined,
             plugins: [GraphiQLPluginExplorer.explorerPlugin()],
             defaultEditorToolsVisibility: true,
             isHeadersEditorEnabled: true,
