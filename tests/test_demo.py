@@ -60,18 +60,19 @@ def _train_module() -> ModuleType:
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str, str]]:
     """A data dir seeded by a run killed half-way and a second run; a server on it; both runs' output.
 
-    The first run is killed (SIGKILL, like a closed terminal) right after it pushed its second
-    model version, so every test below also checks that the next run completed that seed.
+    The first run is killed with its seed server (SIGKILL to its process group, as a closed
+    terminal takes the whole job) right after it pushed its second model version, so every test
+    below also checks that the next run completed that seed.
     """
     data = tmp_path_factory.mktemp("demo") / "data"
     proc = subprocess.Popen([sys.executable, str(SEED), "--data-dir", str(data)], env=_env(),
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     assert proc.stderr is not None
     first = ""
     for line in proc.stderr:
         first += line
         if "pushed demo/iris-classifier:2" in line:
-            proc.send_signal(signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the seed and the server it started: nothing left running
             break
     proc.wait()
     proc.stderr.close()
