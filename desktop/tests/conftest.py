@@ -27,6 +27,7 @@ from modelyard_agent.cli import main
 
 ADMIN = "myd_" + "a" * 43
 EXPORT_MINILM = Path(__file__).resolve().parents[2] / "scripts" / "export_minilm.py"
+BUILD_SMOLLM2 = Path(__file__).resolve().parents[2] / "scripts" / "build_smollm2.py"
 
 
 def free_port() -> int:
@@ -73,6 +74,10 @@ class Published:
     ref: str
     files: dict[str, bytes]
 
+    @property
+    def model(self) -> str:
+        return self.ref.rsplit(":", 1)[0]
+
 
 def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
@@ -105,6 +110,14 @@ class Publisher:
         out = self.gql("mutation($m: String!, $a: [ArtifactInput!]!) "
                        "{ createVersion(input: {model: $m, artifacts: $a}) { ref } }", m=model, a=arts)
         return Published(out["createVersion"]["ref"], files)
+
+    def folder(self, prefix: str, folder: Path, task: str) -> Published:
+        """A new model of `task` whose version 1 holds every file under `folder`."""
+        name = self.model(prefix)
+        self.gql("mutation($n: String!, $t: Task!) { updateModel(input: {name: $n, task: $t}) { name } }",
+                 n=name, t=task)
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        return self.version(name, files)
 
     def alias(self, model: str, alias: str, version: str) -> None:
         self.gql("mutation($m: String!, $a: String!, $v: String!) "
@@ -289,6 +302,19 @@ def minilm() -> Path:
         tmp.rename(out)
     except OSError:  # another session finished first
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """scripts/build_smollm2.py's output (the GGUF from PyPI, the int4 ONNX built from it), built
+    once per version of the script under ~/.cache/modelyard-tests (the script writes atomically)."""
+    key = hashlib.sha256(BUILD_SMOLLM2.read_bytes()).hexdigest()[:16]
+    out = Path.home() / ".cache" / "modelyard-tests" / f"smollm2-{key}"
+    if not (out / "report.json").is_file():
+        done = subprocess.run([sys.executable, str(BUILD_SMOLLM2), "--out", str(out)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
     return out
 
 

@@ -128,7 +128,7 @@ def test_foreign_host_names_are_refused(guarded: Guarded, host: str, method: str
 def test_loopback_and_allowed_host_names_are_answered(guarded: Guarded, host: str) -> None:
     r = guarded.call("GET", "/v1/models", headers={"Host": host.format(port=guarded.port)})
     assert r.status_code == 200, r.text
-    assert guarded.victim in {m["id"] for m in r.json()["data"]}
+    assert guarded.chat in {m["id"] for m in r.json()["data"]}
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8",
@@ -264,7 +264,7 @@ def test_a_real_browser_page_cannot_drive_the_agent(guarded: Guarded) -> None:
             # The same page served from an origin the user allowed reads and posts JSON, with CORS.
             page.goto(f"http://app.example:{app_port}/")
             models = page.evaluate("url => fetch(url).then(r => r.json())", f"{guarded.url}/v1/models")
-            assert guarded.ctl in {m["id"] for m in models["data"]}
+            assert guarded.chat in {m["id"] for m in models["data"]}
             status = page.evaluate(
                 "([url, body]) => fetch(url, {method: 'POST', body,"
                 " headers: {'Content-Type': 'application/json'}}).then(r => r.status)",

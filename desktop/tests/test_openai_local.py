@@ -24,14 +24,6 @@ TINY = Path(__file__).resolve().parents[2] / "scripts" / "models" / "tiny-chat"
 HELLO = "Hello! I am a tiny model served by modelyard."
 
 
-def publish(publisher: Publisher, prefix: str, folder: Path, task: str) -> str:
-    name = publisher.model(prefix)
-    publisher.gql("mutation($n: String!, $t: Task!) { updateModel(input: {name: $n, task: $t}) { name } }",
-                  n=name, t=task)
-    files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    publisher.version(name, files)
-    return name
-
 
 @dataclass
 class Local:
@@ -52,9 +44,9 @@ def local(server: Server, publisher: Publisher, minilm: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     tmp = tmp_path_factory.mktemp("openai")
     linear_model(tmp / "linear" / "model.onnx")
-    names = (publish(publisher, "chat", TINY, "TEXT_GENERATION"),
-             publish(publisher, "embed", minilm / "fp32", "FEATURE_EXTRACTION"),
-             publish(publisher, "linear", tmp / "linear", "OTHER"))
+    names = (publisher.folder("chat", TINY, "TEXT_GENERATION").model,
+             publisher.folder("embed", minilm / "fp32", "FEATURE_EXTRACTION").model,
+             publisher.folder("linear", tmp / "linear", "OTHER").model)
     home = tmp / "home"
     env = {**os.environ, "MODELYARD_AGENT_HOME": str(home), "MODELYARD_SERVER": server.url}
     for name in names:
@@ -70,9 +62,10 @@ def user(text: str) -> list[dict[str, str]]:
 
 def test_models_lists_each_pulled_name_and_version(local: Local) -> None:
     listed = {m.id: m for m in local.client().models.list()}
-    for name in (local.chat, local.embed, local.other):
+    for name in (local.chat, local.embed):
         assert name in listed and f"{name}:1" in listed
         assert listed[name].owned_by == "modelyard"
+    assert local.other not in listed and f"{local.other}:1" not in listed  # a classifier neither chats nor embeds
     assert local.client().models.retrieve(f"{local.chat}:1").id == f"{local.chat}:1"
     with pytest.raises(openai.NotFoundError):
         local.client().models.retrieve("nobody-has-this")

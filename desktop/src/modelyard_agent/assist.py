@@ -1,15 +1,19 @@
-"""`modelyard-agent embed` and `ask`: embeddings and search over local documents.
+"""`modelyard-agent embed` and `ask`: embeddings, search and grounded answers over local documents.
 
     modelyard-agent embed REF TEXT... [--json]
-    modelyard-agent ask REF --docs DIR QUESTION [--top K] [--json]
+    modelyard-agent ask EMBEDDER QUESTION --docs DIR [--chat REF] [--top K] [--no-answer] [--json]
 
-REF names a pulled feature-extraction version holding an ONNX model with tokenizer.json beside it
-(scripts/export_minilm.py writes one). Both work offline: only the cache is read.
+EMBEDDER names a pulled feature-extraction version holding an ONNX model with tokenizer.json
+beside it (scripts/export_minilm.py writes one); --chat a pulled text-generation version
+(default: `MODELYARD_AGENT_CHAT`, or `chat` in the config file). With a chat model `ask` answers from the passages it
+found and cites them (answer.py); without one, or with --no-answer, it lists the passages.
+Everything works offline: only the cache is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import posixpath
 import sys
@@ -17,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from modelyard_agent import refs, registry
+from modelyard_agent import answer, refs, registry
 from modelyard_agent.cache import Cache, Manifest
 from modelyard_agent.config import Settings
 from modelyard_agent.docindex import DocIndex, index_dir, scan, summary
@@ -84,24 +88,30 @@ def check_docs(folder: Path) -> None:
 
 
 def ask_command(args: argparse.Namespace, settings: Settings) -> int:
-    """`ask`: update the folder's index, then print the passages closest to the question."""
+    """`ask`: update the folder's index; answer from the passages it finds, or list them."""
+    embedder_ref: str = args.ref
+    question: str = args.question
     if args.top < 1:
         raise UsageError("--top must be 1 or more")
-    if not args.question.strip():
+    if not question.strip():
         raise UsageError("the question is empty")
     folder: Path = args.docs
     check_docs(folder)
-    manifest, embedder = open_model(settings, args.ref)
+    chat_ref = None if args.no_answer else (args.chat or settings.chat_model)
+    manifest, embedder = open_model(settings, embedder_ref)
     index = DocIndex(index_dir(settings.home, manifest.manifest_digest, folder),
                      manifest.manifest_digest, folder)
     stats = index.update(embedder, _warn)
     if not stats.passages:
         raise UsageError(f"{folder} holds no text to search")
-    hits = index.search(embedder.embed([args.question])[0], args.top)
+    if chat_ref is None:
+        return _passages(args, manifest.ref, stats, index.search(embedder.embed([question])[0], args.top))
+    return _answer(args, settings, chat_ref, question, index, embedder, stats)
+
+
+def _passages(args: argparse.Namespace, ref: str, stats: Any, hits: list[Any]) -> int:
     if args.json:
-        out: dict[str, Any] = {"ref": manifest.ref, "index": asdict(stats),
-                               "results": [summary(h) for h in hits]}
-        print(json.dumps(out))
+        print(json.dumps({"ref": ref, "index": asdict(stats), "results": [summary(h) for h in hits]}))
         return 0
     sys.stdout.flush()
     print(stats.line(), file=sys.stderr, flush=True)
@@ -111,6 +121,51 @@ def ask_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _answer(args: argparse.Namespace, settings: Settings, chat_ref: str, question: str,
+            index: DocIndex, embedder: Embedder, stats: Any) -> int:
+    """Stream a grounded answer, then its sources; Ctrl+C stops the answer."""
+    from modelyard_agent.chat import load_chat
+
+    sampling = dataclasses.replace(answer.SAMPLING, temperature=args.temperature, max_tokens=args.max_tokens,
+                                   seed=args.seed).check()
+    sources = answer.retrieve(index, embedder, question, args.top, args.min_score)
+    chat_manifest, generator = load_chat(settings, chat_ref) if sources else (None, None)
+    grounding = (answer.build_prompt(generator, question, sources, sampling.max_tokens)
+                 if generator is not None else answer.Grounding(question, []))
+    if not args.json:
+        print(stats.line(), file=sys.stderr, flush=True)
+    text: list[str] = []
+    done: dict[str, Any] = {}
+    try:
+        for event in answer.events(generator, grounding, sampling):
+            if event["type"] == "delta":
+                text.append(event["content"])
+                if not args.json:
+                    sys.stdout.write(event["content"])
+                    sys.stdout.flush()
+            elif event["type"] == "done":
+                done = event
+    except KeyboardInterrupt:
+        done = {"cited": answer.cited("".join(text), grounding.sources), "attributed": False,
+                "grounded": bool(grounding.sources), "finish_reason": "interrupted"}
+    if args.json:
+        print(json.dumps({"question": question, "answer": "".join(text),
+                          "chat": chat_manifest.ref if chat_manifest else None,
+                          "embedder": index.model_digest, "index": asdict(stats),
+                          "sources": [asdict(s) for s in grounding.sources], **done}))
+        return 0
+    print()
+    if grounding.sources:
+        numbers = set(done.get("cited") or [])
+        how = ("the answer cites none of them" if not numbers else
+               "the model cited none; * = matched to the answer by content" if done.get("attributed") else "* = cited")
+        print(f"\nsources given to {chat_manifest.ref if chat_manifest else 'the model'} ({how}):")
+        for s in grounding.sources:
+            mark = "*" if s.n in numbers else " "
+            print(f"{mark}[{s.n}] {s.file}:{s.line}  {s.score:.3f}  {trim(s.text, 100)}")
+    return 130 if done.get("finish_reason") == "interrupted" else 0
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register `embed` and `ask`."""
     s = sub.add_parser("embed", parents=[common], help="embed texts with a pulled feature-extraction version")
@@ -118,10 +173,20 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("text", nargs="+", help="one or more texts")
     s.add_argument("--json", action="store_true", help="print the vectors as JSON")
     s.set_defaults(handler=embed_command)
-    s = sub.add_parser("ask", parents=[common], help="find the passages of local .txt/.md files that answer a question")
-    s.add_argument("ref")
+    s = sub.add_parser("ask", parents=[common],
+                       help="answer a question from local .txt/.md files, citing them (or list passages)")
+    s.add_argument("ref", help="a pulled feature-extraction version (the embedder)")
     s.add_argument("question")
     s.add_argument("--docs", type=Path, required=True, help="folder of .txt and .md files (searched recursively)")
-    s.add_argument("--top", type=int, default=3, help="passages to show (default 3)")
-    s.add_argument("--json", action="store_true", help="print index stats and results as JSON")
+    s.add_argument("--chat", help="a pulled text-generation ref that answers (default: $MODELYARD_AGENT_CHAT "
+                                  "or `chat` in the config file; none: list passages)")
+    s.add_argument("--no-answer", action="store_true", help="only list the passages found")
+    s.add_argument("--top", type=int, default=3, help="passages to use or show (default 3)")
+    s.add_argument("--min-score", type=float, default=answer.MIN_SCORE,
+                   help=f"cosine under which a passage is not about the question (default {answer.MIN_SCORE})")
+    s.add_argument("--temperature", type=float, default=answer.SAMPLING.temperature,
+                   help=f"0 is greedy (default {answer.SAMPLING.temperature}, with top_p {answer.SAMPLING.top_p})")
+    s.add_argument("--max-tokens", type=int, default=answer.SAMPLING.max_tokens)
+    s.add_argument("--seed", type=int, default=None)
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(handler=ask_command)

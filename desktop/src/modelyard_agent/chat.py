@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from modelyard_agent import refs, registry
-from modelyard_agent.cache import Cache
+from modelyard_agent.cache import Cache, Manifest
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import UsageError
 from modelyard_agent.generate import Completion, Conversation, Generator, Sampling, load_generator
@@ -51,8 +51,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     s.set_defaults(handler=handle)
 
 
-def model_folder(cache: Cache, text: str) -> Path:
-    """The materialised folder of a pulled text-generation version's model."""
+def chat_version(cache: Cache, text: str) -> tuple[Manifest, Path]:
+    """A pulled text-generation version and the materialised folder of its model."""
     manifest = registry.find(cache, refs.parse(text))
     if manifest is None:
         raise UsageError(f"{text} is not in the cache; pull it first")
@@ -61,7 +61,18 @@ def model_folder(cache: Cache, text: str) -> Path:
                          "`modelyard-agent embed` or `ask` for embeddings, `run` for other models")
     root = registry.materialise(cache, manifest)
     onnx = registry.main_onnx(manifest.artifacts)
-    return root.joinpath(*onnx.path.split("/")).parent if onnx is not None else root
+    return manifest, (root.joinpath(*onnx.path.split("/")).parent if onnx is not None else root)
+
+
+def model_folder(cache: Cache, text: str) -> Path:
+    """The materialised folder of a pulled text-generation version's model."""
+    return chat_version(cache, text)[1]
+
+
+def load_chat(settings: Settings, text: str, backend: str | None = None) -> tuple[Manifest, Generator]:
+    """A pulled text-generation version, loaded for chat."""
+    manifest, folder = chat_version(Cache(settings.home), text)
+    return manifest, load_generator(folder, backend=backend)
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:

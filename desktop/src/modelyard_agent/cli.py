@@ -1,29 +1,40 @@
-"""`modelyard-agent`: thin command line over pull and the cache; errors exit 2 with one line."""
+"""`modelyard-agent`: thin command line over pull and the cache; errors exit 2 with one line.
+
+Start-up stays light (`ls` and `--help` load no numpy, ONNX Runtime, starlette, uvicorn or
+HTTP client): each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelyard_agent import archive, assist, chat, config, follow, manage, registry, serve
+from modelyard_agent import config, manage, serving
 from modelyard_agent.cache import Cache
 from modelyard_agent.errors import AgentError, UsageError
-from modelyard_agent.guard import Access
 from modelyard_agent.progress import human
-from modelyard_agent.pull import pull
-from modelyard_agent.run import run as run_model
 
-# Modules that add their own subcommands: `add_commands(sub, common)` registers parsers whose
-# defaults carry `handler(args, settings) -> exit status`.
-COMMAND_MODULES = (chat, assist, follow)
+# Commands other modules define: `add_commands(sub, common)` registers parsers whose defaults
+# carry `handler(args, settings) -> exit status`. Only the module of the command being run is
+# imported; `--help` lists the others by these lines (a test holds them equal to the modules').
+COMMAND_MODULES: dict[str, dict[str, str]] = {
+    "modelyard_agent.chat": {"chat": "talk to a pulled text-generation version"},
+    "modelyard_agent.assist": {
+        "embed": "embed texts with a pulled feature-extraction version",
+        "ask": "answer a question from local .txt/.md files, citing them (or list passages)",
+    },
+    "modelyard_agent.follow": {"follow": "pull each new version an alias moves to, until Ctrl+C"},
+}
 
 
-def parser() -> argparse.ArgumentParser:
-    """The argument parser of every command."""
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every command; of those in COMMAND_MODULES, only `command`'s
+    module is loaded (the others are listed, and parse nothing)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", help="registry URL (default: config file, $MODELYARD_SERVER)")
     common.add_argument("--token", help="bearer token (prefer $MODELYARD_TOKEN or `login`)")
@@ -50,8 +61,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("file", type=Path)
     s = sub.add_parser("serve", parents=[common], help="serve pulled ONNX versions over OIP V2 REST")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    s.add_argument("--port", type=int, default=serve.DEFAULT_PORT)
-    s.add_argument("--idle-ttl", type=float, default=serve.DEFAULT_IDLE_TTL,
+    s.add_argument("--port", type=int, default=serving.DEFAULT_PORT)
+    s.add_argument("--idle-ttl", type=float, default=serving.DEFAULT_IDLE_TTL,
                    help="seconds before an unused model is unloaded")
     s.add_argument("--follow", action="append", default=[], metavar="NAME@ALIAS",
                    help="serve the version the alias names, switching as it moves (repeatable)")
@@ -61,12 +72,20 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="let web pages from this origin (scheme://host[:port]) call the server, with "
                         "CORS (repeatable; default: $MODELYARD_AGENT_ALLOWED_ORIGINS)")
+    s.add_argument("--docs", type=Path, help="folder of .txt/.md files that POST /v1/ask and the chat page's "
+                                             "\"ask my files\" answer from (default: none)")
+    s.add_argument("--embedder", help="pulled feature-extraction ref for --docs (default: $MODELYARD_AGENT_EMBEDDER, "
+                                      "or the only one pulled)")
     s = sub.add_parser("run", parents=[common], help="run a pulled ONNX version once, offline")
     s.add_argument("ref")
     s.add_argument("--input", type=Path, required=True, help="OIP-shaped .json, or .npy for one input")
     s.add_argument("--output-format", choices=["json"], default="json")
-    for module in COMMAND_MODULES:
-        module.add_commands(sub, common)
+    for module, commands in COMMAND_MODULES.items():
+        if command in commands:
+            importlib.import_module(module).add_commands(sub, common)
+        else:
+            for name, line in commands.items():
+                sub.add_parser(name, help=line)
     return p
 
 
@@ -77,6 +96,8 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         return int(handler(args, settings))
     cache = Cache(settings.home)
     if args.command == "pull":
+        from modelyard_agent.pull import pull
+
         result = pull(settings, args.ref)
         if args.json:
             print(json.dumps(result.summary()))
@@ -107,7 +128,9 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         else:
             print("nothing pulled yet: `modelyard-agent pull REF`")
     elif args.command == "rm":
-        serve.refuse_if_served(settings.home, args.ref)
+        from modelyard_agent import registry
+
+        serving.refuse_if_served(settings.home, args.ref)
         removed = manage.rm(cache, args.ref)
         registry.forget(cache, removed)
         print(f"removed {removed.ref}; `gc` frees its unshared blobs")
@@ -127,22 +150,41 @@ def run(args: argparse.Namespace, settings: config.Settings) -> int:
         for m in manage.outdated(cache, settings):
             print(f"{m.pulled_as}: cached {m.cached}, server {m.server or 'gone'}")
     elif args.command == "export":
+        from modelyard_agent import archive
+
         print(f"exported {archive.export(cache, args.ref, args.file).ref} to {args.file}")
     elif args.command == "import":
+        from modelyard_agent import archive
+
         print(f"imported {archive.import_(cache, args.file).ref}")
     elif args.command == "serve":
+        from modelyard_agent import serve
+        from modelyard_agent.guard import Access
+
         access = Access.build(args.allow_host or settings.allowed_hosts,
                               args.allow_origin or settings.allowed_origins, bound=args.host)
+        from modelyard_agent.ask_api import Assistant
+        from modelyard_agent.assist import check_docs
+
+        if args.docs is not None:
+            check_docs(args.docs)
+        assistant = Assistant(settings.home, args.docs.resolve() if args.docs else None,
+                              args.embedder or settings.embedder)
         serve.serve(cache, args.host, args.port, args.idle_ttl, follow=args.follow, settings=settings,
-                    access=access)
+                    access=access, assistant=assistant)
     elif args.command == "run":
+        from modelyard_agent.run import run as run_model
+
         print(run_model(cache, args.ref, args.input))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `modelyard-agent`."""
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The parser's only own option is -h: the first other word is the command (or a typo).
+    command = next((word for word in argv if not word.startswith("-")), None)
+    args = parser(command).parse_args(argv)
     settings = config.load(os.environ, server=args.server, token=args.token, offline=args.offline)
     try:
         return run(args, settings)

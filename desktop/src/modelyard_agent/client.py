@@ -13,12 +13,12 @@ import json
 import time
 from collections.abc import Iterator
 from typing import Any
-
-import httpx
+from urllib.parse import urljoin
 
 from modelyard_agent.errors import InvalidInputError, ServerError, TransferError
 from modelyard_agent.manifest import Manifest
 from modelyard_agent.refs import Ref
+from modelyard_agent.transport import Answer, ConnectionLost, Connections
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
@@ -38,49 +38,49 @@ query AgentVersion($ref: String!) {
 """
 
 
-def describe(exc: httpx.HTTPError) -> str:
-    """A transport error as a short phrase."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
 class Client:
     """A connection to one registry; the token goes only to that registry."""
 
     def __init__(self, server: str, token: str | None, timeout: float = 30.0,
                  deadline: float = ANSWER_DEADLINE) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.server = server
+        self.server = server.rstrip("/")
         self.deadline = deadline
-        self.http = httpx.Client(base_url=server, headers=headers, timeout=timeout)
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
+        self.connections = Connections(timeout)
 
     def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.http.close()
+        self.connections.close()
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The GraphQL answer document (`data`, `errors`), read within the size and time caps."""
+        request = json.dumps({"query": query, "variables": variables or {}}).encode()
+        headers = {**self.auth, "Content-Type": "application/json", "Accept": "application/json"}
         try:
-            with self.http.stream("POST", "/graphql", json={"query": query, "variables": variables or {}}) as response:
-                body = self._read_capped(response)
-        except httpx.HTTPError as exc:
-            raise TransferError(f"cannot reach {self.server}: {describe(exc)}") from exc
+            answer = self.connections.request("POST", f"{self.server}/graphql", headers, request)
+            try:
+                body = self._read_capped(answer)
+            finally:
+                answer.close()
+        except ConnectionLost as exc:
+            raise TransferError(f"cannot reach {self.server}: {exc}") from exc
         try:
             doc = json.loads(body)
         except ValueError:
             doc = None
         if not isinstance(doc, dict) or not isinstance(doc.get("errors") or [], list):
-            raise ServerError(f"{self.server} answered HTTP {response.status_code}, not GraphQL")
+            raise ServerError(f"{self.server} answered HTTP {answer.status}, not GraphQL")
         return doc
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
-        declared = response.headers.get("content-length", "")
+    def _read_capped(self, answer: Answer) -> bytes:
+        declared = answer.header("content-length")
         if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_ANSWER):
             raise InvalidInputError(self._too_large())
         body = bytearray()
         stop = time.monotonic() + self.deadline
-        for chunk in response.iter_bytes():
+        while chunk := answer.read1(1 << 16):
             body += chunk
             if len(body) > MAX_ANSWER:
                 raise InvalidInputError(self._too_large())
@@ -107,25 +107,26 @@ class Client:
         return None if data is None else Manifest.from_server(data, ref, self.server)
 
     @contextlib.contextmanager
-    def blob(self, digest: str, start: int) -> Iterator[httpx.Response]:
-        """The streaming answer for a blob from byte `start`; redirects are followed without the token."""
+    def blob(self, digest: str, start: int) -> Iterator[Answer]:
+        """The answer for a blob from byte `start`, its body left to read; redirects are followed
+        without the token. ConnectionLost when the registry cannot be reached."""
         headers = {"Range": f"bytes={start}-"} if start else {}
-        request = self.http.build_request("GET", f"/api/blobs/{digest}", headers=headers)
+        url, auth = f"{self.server}/api/blobs/{digest}", self.auth
         for _ in range(MAX_REDIRECTS + 1):
-            response = self.http.send(request, stream=True)
-            if response.status_code not in REDIRECTS:
+            answer = self.connections.request("GET", url, {**auth, **headers})
+            if answer.status not in REDIRECTS:
                 break
-            location = response.headers.get("location", "")
-            response.close()
-            request = self.http.build_request("GET", request.url.join(location), headers=headers)
+            location = answer.header("location")
+            answer.close()
+            url = urljoin(url, location)
             # A presigned URL is its own credential; our token must not leave for another host.
-            request.headers.pop("Authorization", None)
+            auth = {}
         else:
             raise TransferError(f"{digest}: more than {MAX_REDIRECTS} redirects")
         try:
-            if response.status_code not in (200, 206):
+            if answer.status not in (200, 206):
                 # The body is not read: a hostile server could make it endless.
-                raise ServerError(f"{digest}: the server answered HTTP {response.status_code}")
-            yield response
+                raise ServerError(f"{digest}: the server answered HTTP {answer.status}")
+            yield answer
         finally:
-            response.close()
+            answer.close()

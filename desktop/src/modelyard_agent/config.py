@@ -39,6 +39,9 @@ class Settings:
     # Beyond loopback: host names and web origins `serve` answers (see guard.py).
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    # The assistant: the pulled versions `ask` and `serve --docs` use unless told otherwise.
+    embedder: str | None = None
+    chat_model: str | None = None
 
 
 def read_config(path: Path) -> dict[str, str]:
@@ -75,6 +78,8 @@ def load(env: Mapping[str, str], *, server: str | None = None, token: str | None
         offline=offline or env.get("MODELYARD_AGENT_OFFLINE", "") in ("1", "true"),
         allowed_hosts=_list(env.get("MODELYARD_AGENT_ALLOWED_HOSTS") or saved.get("allowed_hosts")),
         allowed_origins=_list(env.get("MODELYARD_AGENT_ALLOWED_ORIGINS") or saved.get("allowed_origins")),
+        embedder=env.get("MODELYARD_AGENT_EMBEDDER") or saved.get("embedder") or None,
+        chat_model=env.get("MODELYARD_AGENT_CHAT") or saved.get("chat") or None,
     )
 
 

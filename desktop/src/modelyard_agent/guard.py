@@ -178,13 +178,17 @@ async def _preflight(send: Send, origin: str) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+def error_document(path: str, message: str, code: str) -> dict[str, object]:
+    """An error in the shape of the API `path` belongs to: OpenAI's under /v1, else OIP's
+    `{"error": message}` (which is also what the rest of the server answers)."""
+    if path == "/v1" or path.startswith("/v1/"):
+        return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                          "code": code}}
+    return {"error": message}
+
+
 async def _refuse(send: Send, path: str, status: int, code: str, message: str) -> None:
-    if path.startswith("/v1/"):
-        doc: dict[str, object] = {"error": {"message": message, "type": "invalid_request_error",
-                                            "param": None, "code": code}}
-    else:
-        doc = {"error": message}
-    body = json.dumps(doc).encode()
+    body = json.dumps(error_document(path, message, code)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})

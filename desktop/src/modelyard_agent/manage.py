@@ -7,9 +7,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from modelyard_agent import serve
+from modelyard_agent import serving
 from modelyard_agent.cache import Cache, Manifest, sha256_file
-from modelyard_agent.client import Client
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import UsageError
 from modelyard_agent.refs import parse
@@ -35,7 +34,7 @@ def ls(cache: Cache) -> list[Listed]:
     """Every pulled version, with the bytes it shares with other pulled versions and whether a
     running local server holds its session now."""
     manifests = list(cache.manifests())
-    held = serve.loaded(cache.home)
+    held = serving.loaded(cache.home)
     users: Counter[str] = Counter()
     for m in manifests:
         users.update({a.digest for a in m.artifacts})
@@ -118,6 +117,9 @@ def outdated(cache: Cache, settings: Settings) -> list[Moved]:
     """For versions pulled as `name` or `name@alias`: which refs the server now answers differently."""
     if settings.offline:
         raise UsageError("outdated asks the server; it cannot run with --offline")
+    # The HTTP client: imported only by commands that use the network.
+    from modelyard_agent.client import Client
+
     moved = []
     with Client(settings.server, settings.token) as client:
         for m in cache.manifests():

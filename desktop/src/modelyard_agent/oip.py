@@ -10,12 +10,21 @@
 `<name>` may carry its namespace as a plain slash (`vision/resnet`, what tritonclient sends) or as
 `%2F`; a trailing `ready`, `infer` or `versions/<v>` segment is the protocol's. Errors are
 `{"error": message}`: 400 for a bad request or inputs that do not fit the model, 404 for an unknown
-model or version, 503 for a model that fails to load.
+model or version, 413 for a body over `MAX_BODY`, 415 for a Content-Encoding other than gzip or
+deflate, 501 for Triton's extensions (`extension`), 503 for a model that fails to load.
+
+An infer body may be gzip or deflate (tritonclient's `request_compression_algorithm`); it is
+inflated in a worker thread and refused once it passes `MAX_BODY`, so a zip bomb costs at most that.
+An infer answer is compressed when `Accept-Encoding` asks for gzip or deflate (tritonclient's
+`response_compression_algorithm`); errors never are, since tritonclient reads them undecoded.
 """
 
 from __future__ import annotations
 
+import gzip
 import logging
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +50,29 @@ log = logging.getLogger("modelyard_agent.oip")
 PLATFORM = "onnxruntime_onnx"
 EXTENSIONS = ["binary_tensor_data"]
 _PREFIX = "/v2/models/"
+MAX_BODY = 64 << 20  # Triton's default --http-max-input-size
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+# Triton's extensions under /v2/models/<name>[/versions/<v>]/…, by their trailing segment(s).
+MODEL_EXTENSIONS = {("config",): "model configuration", ("stats",): "statistics",
+                    ("trace", "setting"): "trace", ("generate",): "generate",
+                    ("generate_stream",): "generate"}
+# … and the ones of the server as a whole, by route.
+SERVER_EXTENSIONS = {"/v2/models/stats": "statistics", "/v2/repository/{rest:path}": "model repository",
+                     "/v2/systemsharedmemory/{rest:path}": "system shared memory",
+                     "/v2/cudasharedmemory/{rest:path}": "CUDA shared memory",
+                     "/v2/trace/setting": "trace", "/v2/logging": "logging"}
+
+
+class BodyTooLargeError(InferenceError):
+    """A body, or what it inflates to, over MAX_BODY (HTTP 413)."""
+
+    status = 413
+
+
+class EncodingError(InferenceError):
+    """A Content-Encoding the server does not decode (HTTP 415)."""
+
+    status = 415
 
 
 @dataclass(frozen=True)
@@ -81,14 +113,19 @@ class ModelPath:
 
     name: str
     version: str | None
-    action: str  # "metadata", "ready" or "infer"
+    action: str  # "metadata", "ready", "infer", or the name of a Triton extension
 
 
 def parse_model_path(segments: list[str]) -> ModelPath:
-    """Read `<name>[/versions/<v>][/ready|/infer]` from decoded path segments."""
+    """Read `<name>[/versions/<v>][/ready|/infer|/<extension>]` from decoded path segments."""
     action = "metadata"
     if len(segments) > 1 and segments[-1] in ("ready", "infer"):
         action, segments = segments[-1], segments[:-1]
+    else:
+        for tail, extension in MODEL_EXTENSIONS.items():
+            if len(segments) > len(tail) and tuple(segments[-len(tail):]) == tail:
+                action, segments = extension, segments[:-len(tail)]
+                break
     version = None
     if len(segments) > 2 and segments[-2] == "versions":
         version, segments = segments[-1], segments[:-2]
@@ -111,6 +148,82 @@ def _segments(request: Request) -> list[str]:
 
 def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status)
+
+
+def extension(request: Request, name: str) -> JSONResponse:
+    """A Triton extension this server does not implement: 501 Not Implemented, which is what
+    Triton itself answers for an unsupported request (TRITONSERVER_ERROR_UNSUPPORTED). tritonclient
+    raises any non-200 as InferenceServerException with our message and the status, and retries
+    nothing; 400 would blame a request that is fine, and 404 would read as an unknown model."""
+    return _error(f"{request.method} {request.url.path}: {name} is a Triton extension this server "
+                  f"does not implement; GET /v2 lists the ones it does ({', '.join(EXTENSIONS)})", 501)
+
+
+def _too_large(limit: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"the request body is larger than {limit >> 20} MiB (once decoded); "
+                             "send smaller batches")
+
+
+def inflate(data: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
+    """A gzip or deflate (zlib) body decoded, refused as soon as it passes `limit` bytes."""
+    out = bytearray()
+    while True:
+        decoder = zlib.decompressobj(_WBITS[encoding])
+        try:
+            out += decoder.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise InferenceInputError(f"the body is not valid {encoding} ({exc})") from None
+        if len(out) > limit:
+            raise _too_large(limit)
+        if not decoder.eof:
+            raise InferenceInputError(f"the body's {encoding} stream is cut short")
+        data = decoder.unused_data
+        if not data:
+            return bytes(out)
+        if encoding == "deflate":
+            raise InferenceInputError("the body has bytes after the end of its deflate stream")
+        # gzip: another member follows (RFC 1952 §2.2), as `cat a.gz b.gz` makes
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, decoded from its Content-Encoding; never more than `limit` bytes of it,
+    sent or inflated, are held."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower() or "identity"
+    if encoding != "identity" and encoding not in _WBITS:
+        raise EncodingError(f"Content-Encoding {encoding} is not supported: send gzip, deflate or "
+                            "an uncompressed body")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    if encoding == "identity":
+        return bytes(body)
+    return await anyio.to_thread.run_sync(inflate, bytes(body), encoding, limit)
+
+
+def response_encoding(accept: str) -> str | None:
+    """gzip or deflate when Accept-Encoding takes it (gzip first; `q=0` refuses), else None."""
+    weights = {}
+    for item in accept.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[name.lower()] = weight
+    return next((name for name in ("gzip", "deflate") if weights.get(name, 0.0) > 0), None)
+
+
+def _compress(content: bytes, encoding: str) -> bytes:
+    return gzip.compress(content, compresslevel=6) if encoding == "gzip" else zlib.compress(content, 6)
 
 
 def _tensors(items: list[LocalTensor]) -> list[dict[str, Any]]:
@@ -141,6 +254,8 @@ class _Routes:
             path = parse_model_path(_segments(request))
         except InferenceInputError as exc:
             return _error(str(exc), 400)
+        if path.action not in ("metadata", "ready", "infer"):
+            return extension(request, path.action)
         wanted = "POST" if path.action == "infer" else "GET"
         if request.method != wanted:
             return JSONResponse(
@@ -170,7 +285,7 @@ class _Routes:
 
     async def infer(self, request: Request, model: LocalModel) -> Response:
         try:
-            body = await request.body()
+            body = await read_body(request)
             parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
             loaded = await self.runtime.session(f"{model.name}:{model.version}", model.path)
             outputs = await self.runtime.infer(loaded, parsed.inputs, parsed.outputs)
@@ -182,13 +297,15 @@ class _Routes:
         content, header_length = encode_infer_response(
             model.name, model.version, outputs, binary, parsed.id
         )
-        if header_length is None:
-            return Response(content, media_type="application/json")
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={HEADER_LENGTH: str(header_length)},
-        )
+        headers = {"Vary": "Accept-Encoding"}
+        if header_length is not None:  # the length of the JSON header before any compression
+            headers[HEADER_LENGTH] = str(header_length)
+        encoding = response_encoding(request.headers.get("accept-encoding", ""))
+        if encoding is not None:
+            content = await anyio.to_thread.run_sync(_compress, content, encoding)
+            headers["Content-Encoding"] = encoding
+        kind = "application/json" if header_length is None else "application/octet-stream"
+        return Response(content, media_type=kind, headers=headers)
 
 
 def _agent_version() -> str:
@@ -205,8 +322,18 @@ def oip_routes(models: ModelRegistry, runtime: Runtime) -> list[Route]:
         Route("/v2", handlers.server_metadata, methods=["GET"]),
         Route("/v2/health/live", handlers.live, methods=["GET"]),
         Route("/v2/health/ready", handlers.ready, methods=["GET"]),
+        # before /v2/models/{rest}, which would read /v2/models/stats as a model named `stats`
+        *(Route(path, _unimplemented(name), methods=["GET", "POST"])
+          for path, name in SERVER_EXTENSIONS.items()),
         Route("/v2/models/{rest:path}", handlers.model, methods=["GET", "POST"]),
     ]
+
+
+def _unimplemented(name: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return extension(request, name)
+
+    return endpoint
 
 
 def oip_app(models: ModelRegistry, runtime: Runtime) -> Starlette:

@@ -1,6 +1,6 @@
 """OpenAI-style endpoints of the local server, over the same pulled versions as OIP.
 
-    GET  /v1/models                 pulled models: one id per name, plus `name@alias` and `name:N`
+    GET  /v1/models                 pulled chat and embedding models: per name, `name@alias`, `name:N`
     GET  /v1/models/{id}
     POST /v1/chat/completions       text-generation versions; `stream: true` answers server-sent events
     POST /v1/embeddings             feature-extraction versions; `encoding_format` float or base64
@@ -9,13 +9,18 @@ A model id is a ref: `name` (the followed alias' version if followed, else the h
 `name@alias` or `name:N`. Answers name the version that ran in `model` (`name:N`), so a client can
 see a swap. Errors have OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: 400 for
 a bad request or a model of the wrong task, 404 for a model not pulled, 503 for one that fails to
-load. Generators and embedders load off the event loop, are cached per version and unloaded after
-the idle TTL; generation runs in a worker thread and stops when a streaming client goes away.
+load. A parameter the agent does not honour is refused (400 `unsupported_parameter`, naming it)
+rather than ignored, unless its value asks for nothing (`NEUTRAL`) or it is bookkeeping for
+OpenAI's own service (`BOOKKEEPING`); OpenAI itself refuses arguments it does not know. Only
+text-generation and feature-extraction versions are listed: the rest are served on /v2.
+Generators and embedders load off the event loop, are cached per version and unloaded after the
+idle TTL; generation runs in a worker thread and stops when a streaming client goes away.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -48,6 +53,32 @@ ROLES = {"system", "user", "assistant", "developer"}
 
 T = TypeVar("T")
 LOADERS: dict[str, Callable[..., Any]] = {CHAT_TASK: load_generator, EMBED_TASK: load_embedder}
+
+CHAT_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "stop", "max_tokens",
+                         "max_completion_tokens", "temperature", "top_p", "top_k", "seed"})
+EMBED_PARAMS = frozenset({"model", "input", "encoding_format", "dimensions"})
+# Bookkeeping for OpenAI's service (who asks, billing, its prompt cache): nothing in the answer
+# depends on them, so they are accepted and ignored.
+BOOKKEEPING = frozenset({"user", "metadata", "safety_identifier", "service_tier", "prompt_cache_key",
+                         "prompt_cache_retention", "prompt_cache_options"})
+# Chat parameters the agent does not implement, with the values that ask for nothing it does not
+# do (what clients send as defaults); null is neutral for every parameter. Other values are refused.
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "n": (1,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "presence_penalty": (0,),
+    "frequency_penalty": (0,),
+    "logit_bias": ({},),
+    "tools": ([],),
+    "functions": ([],),
+    "tool_choice": ("none", "auto"),  # with no tools, "auto" calls none
+    "function_call": ("none", "auto"),
+    "parallel_tool_calls": (True, False),
+    "response_format": ({"type": "text"},),
+    "modalities": (["text"],),
+    "store": (False,),
+}
 
 
 class ApiError(Exception):
@@ -193,6 +224,31 @@ def _text(content: Any, where: str) -> str:
                    code="invalid_type")
 
 
+def _same(value: Any, neutral: Any) -> bool:
+    if isinstance(value, bool) or isinstance(neutral, bool):  # True == 1 must not pass for n=1
+        return value is neutral
+    return bool(value == neutral)
+
+
+def refuse_unsupported(body: dict[str, Any], honoured: frozenset[str],
+                       neutrals: dict[str, tuple[Any, ...]]) -> None:
+    """A 400 `unsupported_parameter` for the first parameter that would otherwise be ignored."""
+    for key, value in body.items():
+        if key in honoured or key in BOOKKEEPING or value is None:
+            continue
+        neutral = neutrals.get(key, ())
+        if any(_same(value, n) for n in neutral):
+            continue
+        if neutral:
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            message = (f"{key}={shown} is not supported by modelyard-agent: leave it out or "
+                       f"send {' or '.join(json.dumps(n) for n in neutral)}")
+        else:
+            message = f"{key} is not supported by modelyard-agent, which takes {', '.join(sorted(honoured))}"
+        raise ApiError(400, message, param=key, code="unsupported_parameter")
+
+
 def chat_messages(value: Any) -> list[dict[str, str]]:
     """The request's messages as role/content pairs, or a 400."""
     if not isinstance(value, list) or not value:
@@ -284,20 +340,23 @@ class _Routes:
         self.versions = versions
         self.workers = workers
 
-    def resolve(self, model: Any, task: str) -> Manifest:
-        if not isinstance(model, str) or not model:
-            raise ApiError(400, "model is required: a pulled model's name or ref", param="model",
-                           code="invalid_value")
+    def lookup(self, model: str) -> Manifest | None:
+        """The complete pulled version a model id means, or None; a 404 for one that is not a ref."""
         try:
             ref = parse(model)
         except AgentError as exc:
             raise ApiError(404, str(exc), param="model", code="model_not_found") from None
         if ref.digest is not None:
             found = self.versions.cache.find(ref)
-            manifest = found if found is not None and self.versions.cache.complete(found) else None
-        else:
-            version = str(ref.number) if ref.number is not None else ref.alias
-            manifest = self.versions.manifest(ref.name, version)
+            return found if found is not None and self.versions.cache.complete(found) else None
+        version = str(ref.number) if ref.number is not None else ref.alias
+        return self.versions.manifest(ref.name, version)
+
+    def resolve(self, model: Any, task: str) -> Manifest:
+        if not isinstance(model, str) or not model:
+            raise ApiError(400, "model is required: a pulled model's name or ref", param="model",
+                           code="invalid_value")
+        manifest = self.lookup(model)
         if manifest is None:
             raise ApiError(404, f"model {model} is not pulled: `modelyard-agent pull {model}` first",
                            param="model", code="model_not_found")
@@ -309,23 +368,34 @@ class _Routes:
         return manifest
 
     def _model_entry(self, model_id: str, manifest: Manifest) -> dict[str, Any]:
+        # `modelyard` names the exact build the id means now (OpenAI clients ignore extra fields).
         return {"id": model_id, "object": "model", "created": _epoch(manifest.pulled_at),
-                "owned_by": "modelyard", "task": manifest.task, "version": manifest.number}
+                "owned_by": "modelyard", "task": manifest.task, "version": manifest.number,
+                "modelyard": {"ref": manifest.ref, "name": manifest.name, "version": manifest.number,
+                              "manifest_digest": manifest.manifest_digest, "task": manifest.task}}
 
     def _entries(self) -> list[dict[str, Any]]:
+        """Every id /v1 can run: versions of the tasks it serves (chat, embeddings), not others."""
         entries: dict[str, dict[str, Any]] = {}
+
+        def add(model_id: str, manifest: Manifest) -> None:
+            if manifest.task in LOADERS:
+                entries.setdefault(model_id, self._model_entry(model_id, manifest))
+
+        names = set()
         for name in self.versions.names():
             default = self.versions.manifest(name, None)
             if default is not None:
-                entries[name] = self._model_entry(name, default)
+                names.add(name)
+                add(name, default)
         for m in self.versions.cache.manifests():
-            if m.name in entries and self.versions.cache.complete(m):
-                entries.setdefault(f"{m.name}:{m.number}", self._model_entry(f"{m.name}:{m.number}", m))
+            if m.name in names and self.versions.cache.complete(m):
+                add(f"{m.name}:{m.number}", m)
                 for alias in m.pulled_as:
                     if "@" in alias:
                         current = self.versions.manifest(m.name, alias.split("@", 1)[1])
                         if current is not None:
-                            entries.setdefault(alias, self._model_entry(alias, current))
+                            add(alias, current)
         return [entries[k] for k in sorted(entries)]
 
     async def models(self, request: Request) -> Response:
@@ -337,15 +407,20 @@ class _Routes:
         for entry in await anyio.to_thread.run_sync(self._entries):
             if entry["id"] == wanted:
                 return JSONResponse(entry)
-        return ApiError(404, f"model {wanted} is not pulled", param="model",
-                        code="model_not_found").response()
+        message = f"model {wanted} is not pulled"
+        with contextlib.suppress(ApiError):
+            other = await anyio.to_thread.run_sync(self.lookup, wanted)
+            if other is not None:  # pulled, but /v1 does not run its task: say where it is served
+                message = (f"{other.ref} is a {other.task} model; /v1 serves {CHAT_TASK} and "
+                           f"{EMBED_TASK} models: use /v2/models/{other.name}")
+        return ApiError(404, message, param="model", code="model_not_found").response()
 
     async def chat(self, request: Request) -> Response:
         try:
             body = await _json_body(request)
+            refuse_unsupported(body, CHAT_PARAMS, NEUTRAL)
             manifest = await anyio.to_thread.run_sync(self.resolve, body.get("model"), CHAT_TASK)
             messages = chat_messages(body.get("messages"))
-            _number(body, "n", 1, 1, integer=True)  # one choice only
             sampling = sampling_from(body)
             stops = _stops(body.get("stop"))
             stream = body.get("stream", False)
@@ -422,6 +497,7 @@ class _Routes:
     async def embeddings(self, request: Request) -> Response:
         try:
             body = await _json_body(request)
+            refuse_unsupported(body, EMBED_PARAMS, {})
             manifest = await anyio.to_thread.run_sync(self.resolve, body.get("model"), EMBED_TASK)
             texts = embedding_inputs(body.get("input"))
             fmt = body.get("encoding_format") or "float"
@@ -493,3 +569,8 @@ def openai_routes(versions: Versions, workers: Workers) -> list[Route]:
         Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
         Route("/v1/embeddings", handlers.embeddings, methods=["POST"]),
     ]
+
+
+# For sibling routes (ask_api) that resolve models and read bodies exactly as these do.
+ModelRoutes = _Routes
+json_body = _json_body

@@ -21,13 +21,16 @@ import posixpath
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard_agent.cache import Cache
 from modelyard_agent.errors import UsageError
 from modelyard_agent.manifest import Artifact, Manifest
-from modelyard_agent.oip import LocalModel, LocalTensor
 from modelyard_agent.refs import Ref
+
+if TYPE_CHECKING:
+    # `oip` loads starlette and ONNX Runtime: only `local_model` needs it, not `rm` or `chat`.
+    from modelyard_agent.oip import LocalModel, LocalTensor
 
 _LOCK = threading.Lock()
 
@@ -88,6 +91,8 @@ def forget(cache: Cache, manifest: Manifest) -> None:
 
 
 def _tensors(items: Any) -> list[LocalTensor]:
+    from modelyard_agent.oip import LocalTensor
+
     return [
         LocalTensor(str(t["name"]), str(t["datatype"]), [int(d) for d in t.get("shape") or []])
         for t in items or []
@@ -105,6 +110,8 @@ def find(cache: Cache, ref: Ref) -> Manifest | None:
 
 def local_model(cache: Cache, manifest: Manifest) -> LocalModel:
     """The version as the runtime sees it, materialised; UsageError without an ONNX model."""
+    from modelyard_agent.oip import LocalModel
+
     onnx = main_onnx(manifest.artifacts)
     if onnx is None:
         raise UsageError(f"{manifest.ref} holds no .onnx model to run")

@@ -32,16 +32,20 @@ import anyio.to_thread
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from modelyard_agent.ask_api import Assistant, ask_routes
 from modelyard_agent.cache import Cache, Manifest
 from modelyard_agent.config import Settings
 from modelyard_agent.errors import AgentError, UsageError
 from modelyard_agent.follow import Change, Follower
-from modelyard_agent.guard import WILDCARDS, Access, LocalOnly
+from modelyard_agent.guard import WILDCARDS, Access, LocalOnly, error_document
 from modelyard_agent.oip import oip_routes
 from modelyard_agent.openai_api import ApiError, Workers, openai_routes, warm
+from modelyard_agent.page import page_routes
 from modelyard_agent.registry import CacheRegistry, local_model
 from modelyard_agent.runtime import LoadedModel, Runtime
 from modelyard_agent.tensors import InferenceError
@@ -275,9 +279,28 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """No route for the path (404) or for its method (405), as JSON in the shape of the API the
+    path belongs to (`guard.error_document`) instead of Starlette's plain text."""
+    path, method = request.url.path, request.method
+    headers = dict(getattr(exc, "headers", None) or {})
+    if getattr(exc, "status_code", 404) == 405:
+        allowed = sorted(m.strip() for m in headers.get("Allow", "").split(",") if m.strip() not in ("", "HEAD"))
+        message = f"{method} {path} is not allowed: it takes {', '.join(allowed) or 'another method'}"
+        return JSONResponse(error_document(path, message, "method_not_allowed"), 405, headers=headers)
+    if path.startswith("/v1"):
+        hint = "/v1 has " + ", ".join(
+            f"{m} {r.path_format}" for r in request.app.routes if isinstance(r, Route) and r.path.startswith("/v1/")
+            for m in sorted(r.methods or ()) if m != "HEAD")
+    else:
+        hint = "OIP V2 is under /v2 (GET /v2 describes the server), the OpenAI-style API under /v1"
+    return JSONResponse(error_document(path, f"no route for {method} {path}; {hint}", "unknown_url"), 404)
+
+
 def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
         access: Access | None = None,
         workers: Workers | None = None,
+        assistant: Assistant | None = None,
         say: Callable[[str], None] = _say,
         on_switch: Callable[[dict[str, int]], None] = lambda following: None) -> Starlette:
     """The local app over the cache: its routes share one CacheRegistry (which knows the
@@ -287,7 +310,9 @@ def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
     drain = Drain()
     workers = workers or Workers(idle_ttl=runtime.idle_ttl, providers=runtime.providers)
     swapper = Swapper(cache, models, runtime, workers, drain, say, on_switch)
-    routes: list[BaseRoute] = [*oip_routes(models, runtime), *openai_routes(models, workers)]
+    routes: list[BaseRoute] = [*oip_routes(models, runtime), *openai_routes(models, workers),
+                               *ask_routes(models, workers, assistant or Assistant(cache.home)),
+                               *page_routes()]
 
     async def follow(follower: Follower) -> None:
         try:
@@ -312,7 +337,8 @@ def app(cache: Cache, runtime: Runtime, followers: Sequence[Follower] = (), *,
             tg.cancel_scope.cancel()
 
     guard = Middleware(LocalOnly, access=access or Access())
-    return Starlette(routes=routes, middleware=[guard, drain.middleware()], lifespan=lifespan)
+    return Starlette(routes=routes, middleware=[guard, drain.middleware()], lifespan=lifespan,
+                     exception_handlers={404: _no_route, 405: _no_route})
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -329,7 +355,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL,
           follow: Sequence[str] = (), settings: Settings | None = None,
-          access: Access | None = None) -> None:
+          access: Access | None = None, assistant: Assistant | None = None) -> None:
     """Run the server until SIGINT or SIGTERM; prints its URL once the port is bound.
 
     Each `follow` NAME@ALIAS is resolved (and pulled) before the server starts: an unknown one
@@ -356,12 +382,12 @@ def serve(cache: Cache, host: str, port: int, idle_ttl: float = DEFAULT_IDLE_TTL
             workers = Workers(idle_ttl=idle_ttl, providers=runtime.providers,
                               on_loaded=lambda keys: report("workers", keys))
             server = uvicorn.Server(uvicorn.Config(
-                app(cache, runtime, followers, access=access, workers=workers,
+                app(cache, runtime, followers, access=access, workers=workers, assistant=assistant,
                     on_switch=lambda following: mark.update(following=following)),
                 host=host, port=port, log_level="warning",
             ))
             shown = f"[{host}]" if ":" in host else host
-            print(f"serving {cache.home} on http://{shown}:{port} (OIP V2: /v2, OpenAI-style: /v1)",
+            print(f"serving {cache.home} on http://{shown}:{port} (chat page: /, OIP V2: /v2, OpenAI-style: /v1)",
                   flush=True)
             if host.strip("[]") in WILDCARDS and not (access and access.hosts):
                 print("listening on every interface, but answering only loopback Host names: "
