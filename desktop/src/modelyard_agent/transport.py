@@ -96,9 +96,12 @@ class Connections:
         self._opened: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Answer:
         """Send one request; the answer once its status line and headers are in."""
+        if self._closed:  # a thread still running after close would reopen a socket nobody closes
+            raise ConnectionLost("the client was closed")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TransferError(f"cannot fetch {url!r}: not an http(s) URL")
@@ -129,8 +132,9 @@ class Connections:
             raise lost(exc) from exc
 
     def close(self) -> None:
-        """Close every connection any thread opened."""
+        """Close every connection any thread opened; later requests fail."""
         with self._lock:
+            self._closed = True
             for connection in self._opened:
                 connection.close()
             self._opened.clear()
@@ -157,6 +161,8 @@ class Connections:
             plain = http.client.HTTPConnection(host or "", port, timeout=self.timeout)
             route = _Route(plain, absolute=True, headers=_proxy_auth(proxy)) if proxy else _Route(plain)
         with self._lock:
+            if self._closed:
+                raise ConnectionLost("the client was closed")
             self._opened.append(route.connection)
         return route
 
