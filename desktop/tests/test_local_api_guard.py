@@ -22,7 +22,7 @@ import tritonclient.http as triton
 from conftest import Publisher, Server, agent_serving
 from hostile import CHROMIUM, CHROMIUM_ARGS
 from models import linear_model
-from modelyard_agent import serve
+from modelyard_agent import serving
 from modelyard_agent.errors import UsageError
 from modelyard_agent.guard import Access, check_origin, host_name
 
@@ -45,7 +45,7 @@ class Guarded:
 
     def loaded(self) -> set[str]:
         """Names whose session the running server holds (what `ls` reports as LOADED)."""
-        return {key.rpartition(":")[0] for key in serve.loaded(self.home)}
+        return {key.rpartition(":")[0] for key in serving.loaded(self.home)}
 
     def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(method, f"{self.url}{path}", timeout=30, **kw)
