@@ -22,25 +22,22 @@ the local server the real `modelyard-agent serve`, each in its own process.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import onnxruntime as ort
-from machine import command_line, git_state, machine
+from machine import command_line, free_port, git_state, machine, process
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "desktop" / "tests"))
@@ -50,39 +47,6 @@ ADMIN = "myd_" + "b" * 43
 TINY_CHAT = ROOT / "scripts" / "models" / "tiny-chat"
 MINILM_CACHE = Path.home() / ".cache" / "modelyard-tests"
 SENTENCE = "The registry keeps every model version with its lineage, params and metrics."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited at start")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"{what} did not become ready")
-
-
-@contextlib.contextmanager
-def process(argv: list[str], env: dict[str, str], ready_url: str, what: str) -> Iterator[None]:
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(ready_url, proc, what)
-        yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:

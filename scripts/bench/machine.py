@@ -6,8 +6,12 @@ import contextlib
 import os
 import platform
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -41,3 +45,37 @@ def machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}"
+
+
+def free_port() -> int:
+    """A free loopback port (ports on these machines are shared: picked at run time)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], ready_url: str, what: str) -> Iterator[None]:
+    """A child process until the block ends, once `ready_url` answers 200. Its environment is this
+    one's without any MODELYARD_ setting (a bench never runs on the user's), plus `env`."""
+    import httpx
+
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
+    proc = subprocess.Popen(argv, env={**inherited, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not start")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

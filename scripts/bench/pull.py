@@ -28,8 +28,6 @@ import hashlib
 import os
 import pstats
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,45 +37,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from machine import command_line, git_state, machine
+from machine import command_line, free_port, git_state, machine, process
 
 MiB = 1 << 20
 ADMIN = "myd_" + "p" * 43
 MODEL = "bench/pull"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def registry(data_dir: Path) -> Iterator[str]:
     """A real `modelyard serve` on a free loopback port; yields its URL."""
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-           "MODELYARD_DATA_DIR": str(data_dir), "MODELYARD_PORT": str(port),
+    env = {"MODELYARD_DATA_DIR": str(data_dir), "MODELYARD_PORT": str(port),
            "MODELYARD_ADMIN_TOKEN": ADMIN, "MODELYARD_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "modelyard.cli", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("modelyard serve did not start")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
+    with process([sys.executable, "-m", "modelyard.cli", "serve"], env, f"{url}/healthz", "modelyard serve"):
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def publish(url: str, folder: Path, size: int) -> tuple[str, str]:

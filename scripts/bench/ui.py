@@ -24,9 +24,7 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from machine import free_port, process
 
 ROOT = Path(__file__).resolve().parents[2]
 UI = ROOT / "src" / "modelyard" / "http" / "ui" / "js" / "pages"
@@ -49,12 +48,6 @@ def page_query(name: str) -> str:
     match = re.search(r"export const QUERY = `(.*?)`;", text, re.S)
     assert match, name
     return match.group(1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Api:
@@ -125,19 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as tmp:
         port = free_port()
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
-               "MODELYARD_DATA_DIR": tmp, "MODELYARD_PORT": str(port), "MODELYARD_ADMIN_TOKEN": ADMIN,
+        env = {"MODELYARD_DATA_DIR": tmp, "MODELYARD_PORT": str(port), "MODELYARD_ADMIN_TOKEN": ADMIN,
                "MODELYARD_LOG_LEVEL": "warning"}
-        server = subprocess.Popen([sys.executable, "-m", "modelyard.cli", "serve"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with process([sys.executable, "-m", "modelyard.cli", "serve"], env, f"{url}/healthz", "modelyard serve"):
             api = Api(url)
             started = time.perf_counter()
             seed(api)
@@ -153,9 +137,6 @@ def main(argv: list[str] | None = None) -> int:
                 every = timed(http, page_query("model"), {**chosen, "params": None, "metrics": None}, args.runs)
                 version = timed(http, page_query("version"), {"ref": "bench/wide:100", "name": "bench/wide"}, args.runs)
             drawn, laid, nodes = layouts(url, args.layouts)
-        finally:
-            server.terminate()
-            server.wait(10)
     print(f"\nload average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; {args.runs} requests each, one connection\n")
     print("| request | p50 / p95 ms | minus `{ __typename }` (p50) |")
     print("|---|---|---|")
