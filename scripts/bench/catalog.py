@@ -1,22 +1,34 @@
-"""Catalog benchmark: seed N models × V versions × P params, then time GraphQL over real HTTP.
+"""Catalog benchmark: seed N models × V versions × P params × 10 metrics, then time GraphQL over
+real HTTP, and beside each figure the SQL floor: what the request's own statements cost alone.
 
 For each database (a fresh SQLite file in a temp dir, a fresh PostgreSQL database created and
 dropped here) the script seeds the catalog in-process, starts the real app under a real uvicorn
 on a free loopback port in a background thread, and sends sequential GraphQL POSTs with httpx:
 
-    floor  `{ __typename }`: HTTP + GraphQL with no SQL, the per-request floor
+    floor  `{ __typename }`: HTTP + GraphQL with no catalog SQL, the per-request floor
     (a)    the model page: a model, its versions with params, metrics, aliases, parents and
            the parents' models (also for a 5-version and a 50-version model: no N+1)
-    (b)    a search across all versions: `lr < 1e-3 and accuracy > 0.9`, first 100
+    (b)    a search page: `lr < 1e-3 and accuracy > 0.9`, first 100 ordered by (model name,
+           version number), two projected fields; again with totalCount (counting every match)
     (c)    the ancestors of a version 20 generations deep
-    (d)    `createVersion` with P params, 2 metrics, 2 tags and 2 lineage parents
+    (d)    `createVersion` with P params, 10 metrics, 2 tags and 2 lineage parents
 
 It prints p50/p95 latency (ms) and SQL statements per request (counted with a logging handler on
-`tortoise.db_client`, as tests/conftest.py does), EXPLAIN output for the search and the lineage
-walk, and a markdown table for the README.
+`tortoise.db_client`, as tests/conftest.py does). The SQL floor of an operation: the statements
+one request sends, captured with their values, executed again directly on the database outside
+the app, one after the other, summed, median over R repetitions: sqlite3 on the same file, or
+one asyncpg connection with each statement prepared once (and `plan_cache_mode =
+force_custom_plan`, as the server's connections). No server can spend less on that request's
+data; request p50 / floor p50 is what the app adds (HTTP, GraphQL, ORM, Python). The writes of
+(d) run inside a transaction rolled back after every repetition, after (untimed, in the same
+transaction) deleting the version the captured request created and rewinding the id sequence, so
+the replayed INSERTs get the same number and id; that floor has no COMMIT (no fsync).
+
+Also printed: the goals of issue 14 beside the measured p50, the load average before and after,
+EXPLAIN output for the search and the lineage walk, and a markdown table for the README.
 
     python scripts/bench/catalog.py --quick
-    python scripts/bench/catalog.py [--models 1000 --versions 20 --params 30 --requests 200]
+    python scripts/bench/catalog.py [--models 200 --versions 20 --params 30 --requests 200]
                                     [--db sqlite,postgres]
 """
 
@@ -76,7 +88,7 @@ PG_ADMIN_URL = os.environ.get(
 )
 DB_KINDS = ("sqlite", "postgres")
 DB_TITLES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-FULL = {"models": 1000, "versions": 20, "params": 30, "requests": 200}
+FULL = {"models": 200, "versions": 20, "params": 30, "requests": 200}
 QUICK = {"models": 50, "versions": 10, "params": 30, "requests": 50}
 CHAIN_GENERATIONS = 25  # the dedicated cross-model chain; (c) walks 20 of them
 ANCESTOR_DEPTH = 20
@@ -85,6 +97,12 @@ PAGE_SIZE = 100  # versions on the model page: the default largest page (max_pag
 DATASETS, DATASET_VERSIONS = 10, 6
 VERSIONS_PER_CHUNK = 2000  # seeding batch: bounded memory whatever N × V × P
 LR_BELOW, ACCURACY_ABOVE = 1e-3, 0.9
+SEARCH_PAGE = 100  # rows of the search page (b)
+METRIC_KEYS = ("accuracy", "loss", "precision", "recall", "f1", "auc",
+               "val_accuracy", "val_loss", "latency_ms", "throughput")
+# Issue 14's goals for p50 (ms), by operation key; `page` is the 20-version model page.
+GOALS = {"page": 25.0, "page_large": 60.0, "ancestors": 20.0, "search": 20.0}
+GOAL_PAGE_VERSIONS = 20
 
 # ---------------------------------------------------------------------------------------------
 # GraphQL documents
@@ -120,11 +138,14 @@ query ModelPage($name: String!, $first: Int!) {
 }
 """
 
+BY_NAME = "[{field: MODEL_NAME, descending: false}, {field: NUMBER, descending: false}]"
+BY_NUMBER = "{field: NUMBER, descending: false}"  # for a server without MODEL_NAME (before issue 14)
+
 SEARCH_DOC = """
 query Search($lt: Float!, $gt: Float!) {
-  versions(first: 100, filter: {params: [{key: "lr", lt: $lt}],
-                                metrics: [{key: "accuracy", gt: $gt}]}) {
-    totalCount
+  versions(first: 100,
+           filter: {params: [{key: "lr", lt: $lt}], metrics: [{key: "accuracy", gt: $gt}]},
+           orderBy: [{field: MODEL_NAME, descending: false}, {field: NUMBER, descending: false}]) {
     pageInfo { hasNextPage endCursor }
     nodes {
       ref number createdAt
@@ -135,6 +156,17 @@ query Search($lt: Float!, $gt: Float!) {
   }
 }
 """
+
+# The same page and the number of all matches: counting them is extra work, measured apart.
+SEARCH_COUNT_DOC = SEARCH_DOC.replace("query Search(", "query SearchCount(").replace(
+    "    pageInfo {", "    totalCount\n    pageInfo {")
+
+ORDER_FIELDS_DOC = '{ __type(name: "VersionOrderField") { enumValues { name } } }'
+
+
+def search_doc(order: str, total_count: bool = False) -> str:
+    """SEARCH_DOC (or SEARCH_COUNT_DOC) with `order` as its orderBy."""
+    return (SEARCH_COUNT_DOC if total_count else SEARCH_DOC).replace(BY_NAME, order)
 
 ANCESTORS_DOC = """
 query Ancestors($ref: String!, $depth: Int!) {
@@ -191,7 +223,7 @@ class Options:
 def parse_options(argv: Sequence[str]) -> Options:
     """Options from the command line; `--quick` changes the defaults, explicit flags win."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", type=int, help="models to seed (default 1000; quick 50)")
+    parser.add_argument("--models", type=int, help="models to seed (default 200; quick 50)")
     parser.add_argument("--versions", type=int, help="versions per model (default 20; quick 10)")
     parser.add_argument("--params", type=int, help="params per version (default 30)")
     parser.add_argument("--requests", type=int, help="timed requests per operation (default 200)")
@@ -286,6 +318,11 @@ class VersionContent:
     loss: float
     tags: dict[str, str]
     run: versions.RunInfo
+    more_metrics: dict[str, float] = field(default_factory=dict)  # the other 8 of METRIC_KEYS
+
+    def metrics(self) -> list[tuple[str, float]]:
+        """Every metric, accuracy and loss first: (key, value)."""
+        return [("accuracy", self.accuracy), ("loss", self.loss), *self.more_metrics.items()]
 
 
 _EXTRA_KINDS = ("float", "int", "string", "bool")
@@ -317,12 +354,31 @@ def random_params(rng: random.Random, count: int) -> list[TypedParam]:
     return [typed_param(key, value) for key, value in named[:count]]
 
 
+def random_metrics(rng: random.Random, accuracy: float, loss: float) -> dict[str, float]:
+    """The 8 metrics besides accuracy and loss, consistent with them (f1 from precision, recall)."""
+    precision = min(0.999, accuracy * rng.uniform(0.9, 1.05))
+    recall = min(0.999, accuracy * rng.uniform(0.9, 1.05))
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall),
+        "auc": min(0.999, accuracy + rng.uniform(0.0, 0.08)),
+        "val_accuracy": accuracy * rng.uniform(0.93, 1.0),
+        "val_loss": loss * rng.uniform(1.0, 1.3),
+        "latency_ms": rng.uniform(2.0, 200.0),
+        "throughput": rng.uniform(100.0, 10_000.0),
+    }
+
+
 def random_content(rng: random.Random, param_count: int) -> VersionContent:
-    """Params, metrics, tags and run info of one version."""
+    """Params, 10 metrics, tags and run info of one version."""
+    params = random_params(rng, param_count)
+    accuracy, loss = rng.uniform(0.5, 0.99), rng.uniform(0.01, 2.0)
     return VersionContent(
-        params=random_params(rng, param_count),
-        accuracy=rng.uniform(0.5, 0.99),
-        loss=rng.uniform(0.01, 2.0),
+        params=params,
+        accuracy=accuracy,
+        loss=loss,
+        more_metrics=random_metrics(rng, accuracy, loss),
         tags={"framework": rng.choice(["pytorch", "jax", "sklearn"]), "stage": "candidate"},
         run=versions.RunInfo(
             run_id=f"run-{rng.getrandbits(64):016x}",
@@ -383,7 +439,7 @@ def _content_rows(version_id: int, content: VersionContent) -> list[Any]:
                  text_value=p.text_value, value_json=p.value_json)
         for p in content.params
     ]
-    for key, value in (("accuracy", content.accuracy), ("loss", content.loss)):
+    for key, value in content.metrics():
         rows.append(MetricPointRow(version_id=version_id, key=key, value=value, step=None))
         rows.append(MetricRow(version_id=version_id, key=key, value=value, step=None))
     rows.extend(VersionTagRow(version_id=version_id, key=k, value=v) for k, v in content.tags.items())
@@ -468,8 +524,7 @@ async def _service_version(
     content = random_content(rng, param_count)
     return await versions.create_version(versions.NewVersion(
         model=model, description=f"{model} via the catalog service", params=content.params,
-        metrics=[versions.MetricPoint("accuracy", content.accuracy),
-                 versions.MetricPoint("loss", content.loss)],
+        metrics=[versions.MetricPoint(key, value) for key, value in content.metrics()],
         tags=content.tags, run=content.run, lineage=parents,
     ), actor=ACTOR)
 
@@ -548,13 +603,17 @@ async def seed(db: Database, opts: Options) -> Seeded:
 
 
 class SqlCounter(logging.Handler):
-    """Counts the SQL statements Tortoise sends (and keeps them while `keep` is set)."""
+    """Counts the SQL statements Tortoise sends (and keeps them while `keep` is set).
+
+    `kept` holds (text, values); `methods` the client method that sent each one (`execute_many`:
+    the values are a list of rows; `execute_script`: no values), for replaying them."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.count = 0
         self.keep = False
         self.kept: list[tuple[str, list[Any]]] = []
+        self.methods: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg in ("%s: %s", "%s") and record.args:
@@ -563,6 +622,7 @@ class SqlCounter(logging.Handler):
                 args = record.args if isinstance(record.args, tuple) else (record.args,)
                 values: Any = args[1] if len(args) > 1 and args[1] else []
                 self.kept.append((str(args[0]), list(values)))
+                self.methods.append(record.funcName)
 
 
 @contextlib.contextmanager
@@ -638,6 +698,7 @@ class Operation:
     label: str
     payload: Callable[[int], Payload]
     check: Callable[[dict[str, Any]], None] = lambda data: None
+    creates_version: bool = False  # its SQL floor must first undo the version it created
 
 
 @dataclass
@@ -647,6 +708,7 @@ class Result:
     op: Operation
     latencies: list[float]
     statements: list[int]
+    floor: Floor | None = None  # the SQL floor of one request's statements
 
     @property
     def p50(self) -> float:
@@ -696,10 +758,30 @@ def _check_page(expected: int | None) -> Callable[[dict[str, Any]], None]:
     return check
 
 
-def _check_search(data: dict[str, Any]) -> None:
-    for node in data["versions"]["nodes"]:
+def _check_search(data: dict[str, Any], order: str = BY_NAME) -> None:
+    """Every row inside the filter, rows in `order` ((model name, number) or number alone),
+    a full page when there are more, as many rows as totalCount allows when it is asked for."""
+    page = data["versions"]
+    nodes = page["nodes"]
+    for node in nodes:
         if not (node["param"]["value"] < LR_BELOW and node["metric"]["value"] > ACCURACY_ABOVE):
             raise RuntimeError(f"search returned a version outside the filter: {node}")
+    keys = [(node["model"]["name"], node["number"]) for node in nodes]
+    if len(set(keys)) != len(keys):
+        raise RuntimeError(f"search returned a version twice: {keys}")
+    in_order = keys == sorted(keys) if order == BY_NAME else keys == sorted(keys, key=lambda k: k[1])
+    if not in_order:
+        raise RuntimeError(f"search rows are not ordered by {order}: {keys[:10]} …")
+    if len(nodes) > SEARCH_PAGE or (page["pageInfo"]["hasNextPage"] and len(nodes) < SEARCH_PAGE):
+        raise RuntimeError(f"search page has {len(nodes)} rows, want {SEARCH_PAGE} or the last few")
+    if "totalCount" in page and len(nodes) != min(SEARCH_PAGE, page["totalCount"]):
+        raise RuntimeError(f"search page has {len(nodes)} rows of {page['totalCount']} matches")
+
+
+def search_order(client: httpx.Client) -> str:
+    """BY_NAME, or BY_NUMBER when the server's VersionOrderField has no MODEL_NAME yet."""
+    values = graphql(client, {"query": ORDER_FIELDS_DOC})["__type"]["enumValues"]
+    return BY_NAME if "MODEL_NAME" in {v["name"] for v in values} else BY_NUMBER
 
 
 def _check_ancestors(data: dict[str, Any]) -> None:
@@ -709,15 +791,14 @@ def _check_ancestors(data: dict[str, Any]) -> None:
 
 
 def _create_input(rng: random.Random, seeded: Seeded, opts: Options, i: int) -> Payload:
-    """A createVersion input: P typed params, 2 metrics, 2 tags, fine-tuned from the latest."""
+    """A createVersion input: P typed params, 10 metrics, 2 tags, fine-tuned from the latest."""
     model = seeded.model_names[(i * 104_729 + 17) % len(seeded.model_names)]
     content = random_content(rng, opts.params)
     return {
         "model": model,
         "description": "created by the benchmark",
         "params": [{"key": p.key, "value": p.value, "type": p.kind.name} for p in content.params],
-        "metrics": [{"key": "accuracy", "value": content.accuracy},
-                    {"key": "loss", "value": content.loss}],
+        "metrics": [{"key": k, "value": v} for k, v in content.metrics()],
         "tags": [{"key": k, "value": v} for k, v in content.tags.items()],
         "lineage": [
             {"parent": model, "relation": "FINE_TUNED_FROM"},
@@ -726,9 +807,15 @@ def _create_input(rng: random.Random, seeded: Seeded, opts: Options, i: int) -> 
     }
 
 
-def operations(seeded: Seeded, opts: Options) -> list[Operation]:
-    """The floor, (a) at three sizes, (b), (c) and (d), in the order they run ((d) writes last)."""
+def operations(seeded: Seeded, opts: Options, order: str = BY_NAME) -> list[Operation]:
+    """The floor, (a) at three sizes, (b) twice, (c) and (d), in the order they run ((d) writes
+    last); `order`: the search's orderBy (BY_NUMBER only for a server without MODEL_NAME)."""
     rng = random.Random(opts.seed + 1)
+    search_variables = {"lt": LR_BELOW, "gt": ACCURACY_ABOVE}
+    by = "(model, number)" if order == BY_NAME else "number (server lacks MODEL_NAME)"
+
+    def check_search(data: dict[str, Any]) -> None:
+        _check_search(data, order)
 
     def page(name: str) -> Callable[[int], Payload]:
         return lambda i: {"query": MODEL_PAGE_DOC, "variables": {"name": name, "first": PAGE_SIZE}}
@@ -746,17 +833,22 @@ def operations(seeded: Seeded, opts: Options) -> list[Operation]:
         Operation("page_large", f"(a) model page, {LARGE_PAGE} versions",
                   page(seeded.large_model), _check_page(LARGE_PAGE)),
         Operation("search", f"(b) search `lr < {LR_BELOW:g} and accuracy > {ACCURACY_ABOVE}`, "
-                  "first 100 + totalCount",
-                  lambda i: {"query": SEARCH_DOC,
-                             "variables": {"lt": LR_BELOW, "gt": ACCURACY_ABOVE}},
-                  _check_search),
+                  f"first {SEARCH_PAGE} by {by}",
+                  lambda i: {"query": search_doc(order), "variables": search_variables},
+                  check_search),
+        Operation("search_count", "(b) the same page + totalCount (counts every match)",
+                  lambda i: {"query": search_doc(order, total_count=True),
+                             "variables": search_variables},
+                  check_search),
         Operation("ancestors", f"(c) ancestors {ANCESTOR_DEPTH} generations deep",
                   lambda i: {"query": ANCESTORS_DOC,
                              "variables": {"ref": seeded.chain_tip, "depth": ANCESTOR_DEPTH}},
                   _check_ancestors),
-        Operation("create", f"(d) createVersion: {opts.params} params, 2 metrics, 2 parents",
+        Operation("create", f"(d) createVersion: {opts.params} params, {len(METRIC_KEYS)} "
+                  "metrics, 2 parents",
                   lambda i: {"query": CREATE_DOC,
-                             "variables": {"input": _create_input(rng, seeded, opts, i)}}),
+                             "variables": {"input": _create_input(rng, seeded, opts, i)}},
+                  creates_version=True),
     ]
 
 
@@ -774,20 +866,200 @@ def verify_seed(client: httpx.Client, seeded: Seeded) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Query plans
+# The SQL floor: one request's statements, executed again directly on the database
 # ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement a request sent: its text in the connection's placeholders, values as sent."""
+
+    text: str
+    values: list[Any]
+    method: str  # the Tortoise client method that sent it
+
+    @property
+    def many(self) -> bool:
+        """Sent with executemany: `values` is a list of rows."""
+        return self.method == "execute_many"
+
+    @property
+    def writes(self) -> bool:
+        return not re.match(r"\s*(SELECT|WITH)\b", self.text, re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The SQL floor of an operation: each repetition's summed statement times (ms)."""
+
+    statements: int
+    times: list[float]
+    rolled_back: bool  # the statements write: run in a transaction rolled back each time
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.times) if self.times else 0.0
+
+
+def capture_statements(
+    client: httpx.Client, counter: SqlCounter, payload: Payload
+) -> tuple[list[Statement], dict[str, Any]]:
+    """The statements one request sends, with their values, and the request's data."""
+    counter.kept.clear()
+    counter.methods.clear()
+    counter.keep = True
+    try:
+        with counting(counter):
+            data = graphql(client, payload)
+    finally:
+        counter.keep = False
+    kept = zip(counter.kept, counter.methods, strict=True)
+    return [Statement(text, values, method) for (text, values), method in kept], data
 
 
 def capture(client: httpx.Client, counter: SqlCounter, payload: Payload) -> list[tuple[str, list[Any]]]:
     """The statements (text and values) one request sends."""
-    counter.kept.clear()
-    counter.keep = True
+    return [(s.text, s.values) for s in capture_statements(client, counter, payload)[0]]
+
+
+_CREATED_ID = {  # the version a createVersion request made, by model name and number
+    "sqlite": "SELECT v.id FROM model_version v JOIN model m ON m.id = v.model_id "
+              "WHERE m.full_name = ? AND v.number = ?",
+    "postgres": "SELECT v.id FROM model_version v JOIN model m ON m.id = v.model_id "
+                "WHERE m.full_name = $1 AND v.number = $2",
+}
+
+
+def _sqlite_undo(conn: sqlite3.Connection, version_id: int) -> None:
+    """Inside the replay's transaction: the created version gone (its rows cascade) and its id
+    next again, so the replayed INSERTs find the same number free and get the same id."""
+    conn.execute("DELETE FROM model_version WHERE id = ?", [version_id])
+    conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'model_version'", [version_id - 1])
+
+
+def sqlite_floor(path: Path, statements: list[Statement], created: int | None,
+                 opts: Options) -> Floor:
+    """Execute the statements with sqlite3 on the catalog file, warm-up then timed repetitions.
+
+    The connection is in autocommit mode with foreign keys on, as Tortoise's; statements that
+    write run in a transaction rolled back after each repetition (`created`: undo that first)."""
+    writes = any(s.writes for s in statements)
+    conn = sqlite3.connect(path, isolation_level=None)
     try:
-        with counting(counter):
-            graphql(client, payload)
+        conn.execute("PRAGMA foreign_keys = ON")
+        times = []
+        for i in range(opts.warmup + opts.requests):
+            if writes:
+                conn.execute("BEGIN")
+                if created is not None:
+                    _sqlite_undo(conn, created)
+            started = time.perf_counter()
+            for s in statements:
+                if s.many:
+                    conn.executemany(s.text, s.values)
+                else:
+                    conn.execute(s.text, s.values).fetchall()
+            elapsed = (time.perf_counter() - started) * 1000
+            if writes:
+                conn.execute("ROLLBACK")
+            if i >= opts.warmup:
+                times.append(elapsed)
+        return Floor(len(statements), times, writes)
     finally:
-        counter.keep = False
-    return list(counter.kept)
+        conn.close()
+
+
+async def _pg_undo(conn: asyncpg.Connection, sequence: str, version_id: int) -> None:
+    """As `_sqlite_undo`; `setval` is not transactional: `postgres_floor` restores it after."""
+    await conn.execute("DELETE FROM model_version WHERE id = $1", version_id)
+    await conn.execute("SELECT setval($1, $2)", sequence, version_id - 1)
+
+
+async def postgres_floor(url: str, statements: list[Statement], created: int | None,
+                         opts: Options) -> Floor:
+    """Execute the statements on one asyncpg connection, each prepared once, then timed.
+
+    `plan_cache_mode = force_custom_plan` as the server's connections (modelyard.db.database);
+    statements that write run in a transaction rolled back after each repetition."""
+    writes = any(s.writes for s in statements)
+    conn = await asyncpg.connect(url, server_settings={"plan_cache_mode": "force_custom_plan"})
+    try:
+        prepared = [await conn.prepare(s.text) for s in statements]
+        sequence = await conn.fetchval("SELECT pg_get_serial_sequence('model_version', 'id')")
+        times = []
+        try:
+            for i in range(opts.warmup + opts.requests):
+                if writes:
+                    await conn.execute("BEGIN")
+                    if created is not None:
+                        await _pg_undo(conn, sequence, created)
+                started = time.perf_counter()
+                for s, statement in zip(statements, prepared, strict=True):
+                    if s.many:
+                        await statement.executemany(s.values)
+                    else:
+                        await statement.fetch(*s.values)
+                elapsed = (time.perf_counter() - started) * 1000
+                if writes:
+                    await conn.execute("ROLLBACK")
+                if i >= opts.warmup:
+                    times.append(elapsed)
+        finally:
+            if created is not None:  # the sequence as the captured request left it
+                await conn.execute("SELECT setval($1, $2)", sequence, created)
+        return Floor(len(statements), times, writes)
+    finally:
+        await conn.close()
+
+
+def _created_version_id(db: Database, payload: Payload, data: dict[str, Any]) -> int:
+    """The id of the version a createVersion request made; it must be the newest."""
+    values = [payload["variables"]["input"]["model"], data["createVersion"]["number"]]
+
+    async def pg() -> tuple[int, int]:
+        conn = await asyncpg.connect(db.url)
+        try:
+            return (await conn.fetchval(_CREATED_ID["postgres"], *values),
+                    await conn.fetchval("SELECT max(id) FROM model_version"))
+        finally:
+            await conn.close()
+
+    if db.sqlite_path is not None:
+        with contextlib.closing(sqlite3.connect(db.sqlite_path)) as conn:
+            found = (conn.execute(_CREATED_ID["sqlite"], values).fetchone()[0],
+                     conn.execute("SELECT max(id) FROM model_version").fetchone()[0])
+    else:
+        found = asyncio.run(pg())
+    if found[0] != found[1]:
+        raise RuntimeError(f"the created version {found[0]} is not the newest ({found[1]})")
+    return int(found[0])
+
+
+def sql_floor(db: Database, client: httpx.Client, counter: SqlCounter, op: Operation,
+              opts: Options) -> Floor:
+    """Capture one more request of `op`, then time its statements directly on the database.
+
+    A request just before it makes sure the captured one is not the one that touches the
+    token's `last_used_at` (once a minute): the floor is that of a typical request. After a
+    write's floor one more request checks the database is as the captured request left it."""
+    n = opts.warmup + opts.requests
+    op.check(graphql(client, op.payload(n)))
+    payload = op.payload(n + 1)
+    statements, data = capture_statements(client, counter, payload)
+    op.check(data)
+    created = _created_version_id(db, payload, data) if op.creates_version else None
+    if db.sqlite_path is not None:
+        floor = sqlite_floor(db.sqlite_path, statements, created, opts)
+    else:
+        floor = asyncio.run(postgres_floor(db.url, statements, created, opts))
+    if created is not None:
+        op.check(graphql(client, op.payload(n + 2)))
+    return floor
+
+
+# ---------------------------------------------------------------------------------------------
+# Query plans
+# ---------------------------------------------------------------------------------------------
 
 
 def _one_line(text: str) -> str:
@@ -866,11 +1138,13 @@ async def explain_postgres(url: str, statement: str, values: list[Any]) -> list[
         await conn.close()
 
 
-def print_plans(db: Database, client: httpx.Client, counter: SqlCounter, seeded: Seeded) -> None:
-    """Plans of the search statements (b) and of the recursive lineage walk (c)."""
+def print_plans(db: Database, client: httpx.Client, counter: SqlCounter, seeded: Seeded,
+                order: str = BY_NAME) -> None:
+    """Plans of the search statements (b), page and count, and of the recursive lineage walk (c)."""
     wanted = [
-        ("(b)", {"query": SEARCH_DOC, "variables": {"lt": LR_BELOW, "gt": ACCURACY_ABOVE}},
-         "FROM model_version v WHERE"),
+        ("(b)", {"query": search_doc(order, total_count=True),
+                 "variables": {"lt": LR_BELOW, "gt": ACCURACY_ABOVE}},
+         "EXISTS ("),
         ("(c)", {"query": ANCESTORS_DOC,
                  "variables": {"ref": seeded.chain_tip, "depth": ANCESTOR_DEPTH}},
          "WITH RECURSIVE"),
@@ -922,10 +1196,10 @@ def _server_version(client: httpx.Client, db: Database) -> str:
 
 
 def run_database(kind: str, opts: Options) -> DbRun:
-    """Fresh database → seed → live server → measure every operation → plans."""
+    """Fresh database → seed → live server → measure every operation and its SQL floor → plans."""
     with fresh_database(kind, opts.pg_admin_url) as db:
         print(f"\n== {DB_TITLES[kind]}: seeding {opts.models} models × {opts.versions} versions × "
-              f"{opts.params} params …", flush=True)
+              f"{opts.params} params × {len(METRIC_KEYS)} metrics …", flush=True)
         seeded = asyncio.run(seed(db, opts))
         print(f"seeded in {seeded.seconds:.1f} s: "
               + ", ".join(f"{k} {v:,}" for k, v in seeded.rows.items()), flush=True)
@@ -935,33 +1209,74 @@ def run_database(kind: str, opts: Options) -> DbRun:
         ) as client:
             checked = verify_seed(client, seeded)
             print(f"verified {checked} seeded versions over the API (manifest digests match)")
+            order = search_order(client)
+            if order != BY_NAME:
+                print(f"the server has no MODEL_NAME order yet: the search is ordered by {order}")
             load_before = os.getloadavg()[0]
             results = []
-            for op in operations(seeded, opts):
-                results.append(measure(client, counter, op, opts))
-                r = results[-1]
-                print(f"  {op.label}: p50 {r.p50:.2f} ms, p95 {r.p95:.2f} ms, SQL {r.sql}",
-                      flush=True)
+            for op in operations(seeded, opts, order):
+                r = measure(client, counter, op, opts)
+                r.floor = sql_floor(db, client, counter, op, opts)
+                results.append(r)
+                print(f"  {op.label}: p50 {r.p50:.2f} ms, p95 {r.p95:.2f} ms, SQL {r.sql}, "
+                      f"SQL floor {r.floor.p50:.2f} ms ({_ratio(r)} of it)", flush=True)
             load = (load_before, os.getloadavg()[0])
             server_version = _server_version(client, db)
             if opts.explain:
-                print_plans(db, client, counter, seeded)
+                print_plans(db, client, counter, seeded, order)
         return DbRun(kind, seeded, results, server_version, load)
+
+
+def goal(key: str, opts: Options) -> float | None:
+    """Issue 14's p50 goal (ms) for an operation of this run, if it has one."""
+    if key == "page" and opts.versions != GOAL_PAGE_VERSIONS:
+        return None  # the goal is for a 20-version page
+    return GOALS.get(key)
+
+
+def _goal_cell(key: str, opts: Options) -> str:
+    limit = goal(key, opts)
+    return "" if limit is None else f"≤ {limit:g}"
+
+
+def _ratio(r: Result) -> str:
+    """Request p50 over SQL floor p50: how many times the floor the request costs."""
+    if r.floor is None or not r.floor.statements or r.floor.p50 <= 0:
+        return "–"
+    return f"{r.p50 / r.floor.p50:.1f}×"
+
+
+def _floor_cell(r: Result) -> str:
+    if r.floor is None:
+        return "n/a"
+    return f"{r.floor.p50:.2f}{'†' if r.floor.rolled_back else ''}"
+
+
+FLOOR_NOTE = ("SQL floor: the statements one request sent, with its values, executed again directly "
+              "on the database (sqlite3 on the same file; one asyncpg connection, each statement "
+              "prepared once, force_custom_plan as served), one after the other, summed, median "
+              "of the repetitions; ×floor = request p50 / floor p50. "
+              "† writes: run in a transaction rolled back each time, after deleting (untimed) the "
+              "version the captured request created and rewinding its id, so the INSERTs get the "
+              "same number and id; no COMMIT, so no fsync, which the request pays.")
 
 
 def plain_table(run: DbRun, opts: Options) -> str:
     """One database's figures as a fixed-width table."""
     width = max(len(r.op.label) for r in run.results)
-    head = f"{'operation':<{width}} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'SQL/req':>8}"
+    head = (f"{'operation':<{width}} {'goal':>5} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} "
+            f"{'floor ms':>9} {'×floor':>7} {'SQL/req':>8}")
     title = (f"{run.server_version} — {opts.models} models × {opts.versions} versions × "
-             f"{opts.params} params, seeded in {run.seeded.seconds:.1f} s, "
-             f"{opts.requests} timed requests each after {opts.warmup} warm-up, "
-             f"load average {run.load[0]:.2f} → {run.load[1]:.2f} ({os.cpu_count()} CPUs); "
-             "SQL/req counted on the warm-up requests, latency timed with no log handler")
+             f"{opts.params} params × {len(METRIC_KEYS)} metrics, seeded in "
+             f"{run.seeded.seconds:.1f} s, {opts.requests} timed requests (and floor repetitions) "
+             f"each after {opts.warmup} warm-up, load average {run.load[0]:.2f} → "
+             f"{run.load[1]:.2f} ({os.cpu_count()} CPUs); SQL/req counted on the warm-up requests, "
+             "latency timed with no log handler; floor ms: see the note below the tables")
     lines = [title, head, "-" * len(head)]
     for r in run.results:
-        lines.append(f"{r.op.label:<{width}} {r.p50:>8.2f} {r.p95:>8.2f} "
-                     f"{statistics.fmean(r.latencies):>8.2f} {r.sql:>8}")
+        lines.append(f"{r.op.label:<{width}} {_goal_cell(r.op.key, opts):>5} {r.p50:>8.2f} "
+                     f"{r.p95:>8.2f} {statistics.fmean(r.latencies):>8.2f} {_floor_cell(r):>9} "
+                     f"{_ratio(r):>7} {r.sql:>8}")
     small, large = run.result("page_small"), run.result("page_large")
     grows = max(large.statements) > max(small.statements)
     verdict = "grows with rows: N+1" if grows else "does not grow with rows: no N+1"
@@ -970,21 +1285,46 @@ def plain_table(run: DbRun, opts: Options) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(runs: list[DbRun]) -> str:
-    """Operations as rows, p50/p95/statements per database as columns."""
-    head = ["operation"]
+def markdown_table(runs: list[DbRun], opts: Options | None = None) -> str:
+    """Operations as rows; per database p50, p95, SQL floor, ×floor and statements as columns."""
+    head = ["operation", "goal p50 ms"]
     for run in runs:
         t = DB_TITLES[run.kind]
-        head += [f"{t} p50 ms", f"{t} p95 ms", f"{t} SQL/req"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        head += [f"{t} p50 ms", f"{t} p95 ms", f"{t} SQL floor ms", f"{t} ×floor", f"{t} SQL/req"]
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for i, result in enumerate(runs[0].results):
-        cells = [result.op.label]
+        cells = [result.op.label, _goal_cell(result.op.key, opts) if opts else ""]
         for run in runs:
             r = run.results[i]
-            cells += [f"{r.p50:.1f}", f"{r.p95:.1f}", r.sql]
+            cells += [f"{r.p50:.1f}", f"{r.p95:.1f}", _floor_cell(r), _ratio(r), r.sql]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = ", ".join(f"{DB_TITLES[r.kind]} {r.seeded.seconds:.0f} s" for r in runs)
-    return "\n".join(lines) + f"\n\nSeeding (not measured): {seeds}."
+    loads = ", ".join(f"{DB_TITLES[r.kind]} {r.load[0]:.2f} → {r.load[1]:.2f}" for r in runs)
+    return "\n".join(lines) + (f"\n\n{FLOOR_NOTE}\n\nSeeding (not measured): {seeds}. "
+                               f"Load average (1 min) before → after: {loads}.")
+
+
+GOAL_TEXT = {
+    "page": f"model page of {GOAL_PAGE_VERSIONS} versions",
+    "page_large": f"model page of {LARGE_PAGE} versions",
+    "ancestors": f"ancestry {ANCESTOR_DEPTH} deep",
+    "search": f"search page of {SEARCH_PAGE} rows",
+}
+
+
+def goals_summary(runs: list[DbRun], opts: Options) -> str:
+    """Issue 14's goals beside the measured p50 (printed, not asserted)."""
+    lines = ["Goals of issue 14 (p50) and measured p50 (not asserted):"]
+    for key, text in GOAL_TEXT.items():
+        limit = goal(key, opts)
+        if limit is None:
+            measured = f"not measured (this run's pages have {opts.versions} versions)"
+        else:
+            measured = ", ".join(f"{DB_TITLES[run.kind]} {run.result(key).p50:.1f} ms "
+                                 f"(SQL floor {_floor_cell(run.result(key))})" for run in runs)
+        lines.append(f"  {text + ' ≤ ' + format(GOALS[key], 'g') + ' ms':<38} {measured}")
+    return "\n".join(lines)
 
 
 def environment() -> str:
@@ -1002,7 +1342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for run in runs:
         print(plain_table(run, opts) + "\n")
-    print(markdown_table(runs))
+    print(goals_summary(runs, opts) + "\n")
+    print(markdown_table(runs, opts))
     print(f"\nCommand: `{command_line()}`")
     return 0
 

@@ -31,3 +31,7 @@ class Sql:
     async def rows(self, text: str) -> list[dict[str, Any]]:
         """Run `text` with the collected parameters; return rows as dicts."""
         return await connections.get("default").execute_query_dict(text, self.params)
+
+    async def tuples(self, text: str) -> list[Any]:
+        """Run `text`; rows as the driver gives them (index access, no dict per row)."""
+        return list((await connections.get("default").execute_query(text, self.params))[1])

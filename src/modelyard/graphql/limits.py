@@ -132,7 +132,7 @@ class QueryLimits(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         document = ctx.graphql_document
-        if document is not None and ctx.pre_execution_errors is None:
+        if document is not None and not ctx.pre_execution_errors:  # [] = known valid (DocumentCache)
             error = self.check(ctx.schema._schema, document, ctx.variables or {})
             if error is not None:
                 ctx.pre_execution_errors = [error]

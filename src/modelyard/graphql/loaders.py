@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -12,6 +13,7 @@ from tortoise.expressions import Subquery
 from tortoise.functions import Count, Max
 
 from modelyard.catalog import lineage
+from modelyard.db import records
 from modelyard.db.sql import Sql
 from modelyard.db.tables import (
     AliasRow,
@@ -19,7 +21,6 @@ from modelyard.db.tables import (
     DatasetRow,
     DatasetVersionRow,
     LineageEdgeRow,
-    MetricPointRow,
     MetricRow,
     ModelRow,
     ParamRow,
@@ -27,6 +28,7 @@ from modelyard.db.tables import (
     VersionTagRow,
 )
 from modelyard.errors import NotFoundError
+from modelyard.graphql.types.common import MetricLike, ParamLike
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -152,27 +154,53 @@ async def _walks(keys: Sequence[tuple[int, str, int]]) -> list[list[lineage.Edge
     return [found[k] for k in keys]
 
 
-def _keyed(table: Any) -> Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]]:
-    """One row per (version id, key): `param(key)` and `metric(key)` without loading the rest."""
+def _records_by_version(table: str, columns: str, convert: Callable[[list[Any]], list[Any]],
+                        order: str) -> Callable[[Sequence[int]], Awaitable[list[list[Any]]]]:
+    """Light rows of `table` per version id, in `order`: one statement, no ORM instances."""
 
-    async def load(keys: Sequence[tuple[int, str]]) -> list[Any]:
-        rows = await table.filter(
-            version_id__in=list({k[0] for k in keys}), key__in=list({k[1] for k in keys})
-        )
-        found = {(r.version_id, r.key): r for r in rows}
-        return [found.get(k) for k in keys]
+    async def load(ids: Sequence[int]) -> list[list[Any]]:
+        sql = Sql()
+        rows = convert(await sql.tuples(
+            f"SELECT {columns} FROM {table} WHERE version_id IN ({sql.many(sorted(set(ids)))}) ORDER BY {order}"
+        ))
+        groups: dict[int, list[Any]] = defaultdict(list)
+        for r in rows:
+            groups[r.version_id].append(r)
+        return [groups.get(i, []) for i in ids]
 
     return load
 
 
-async def _metric_history(keys: Sequence[tuple[int, str]]) -> list[list[MetricPointRow]]:
-    rows = await MetricPointRow.filter(
-        version_id__in=list({k[0] for k in keys}), key__in=list({k[1] for k in keys})
-    ).order_by("id")
-    groups: dict[tuple[int, str], list[MetricPointRow]] = defaultdict(list)
-    for r in rows:
-        groups[(r.version_id, r.key)].append(r)
-    return [groups.get(k, []) for k in keys]
+def _records_by_key(table: str, columns: str, convert: Callable[[list[Any]], list[Any]],
+                    order: str = "version_id") -> Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]]:
+    """Light rows of `table` per (version id, key); `param(key)` without loading the rest."""
+
+    async def load(keys: Sequence[tuple[int, str]]) -> list[Any]:
+        sql = Sql()
+        versions = sql.many(sorted({k[0] for k in keys}))
+        names = sql.many(sorted({k[1] for k in keys}))
+        rows = convert(await sql.tuples(
+            f"SELECT {columns} FROM {table} WHERE version_id IN ({versions}) AND key IN ({names}) ORDER BY {order}"
+        ))
+        found: dict[tuple[int, str], list[Any]] = defaultdict(list)
+        for r in rows:
+            found[(r.version_id, r.key)].append(r)
+        return [found.get(k, []) for k in keys]
+
+    return load
+
+
+async def _one_each(load: Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]],
+                    keys: Sequence[tuple[int, str]]) -> list[Any]:
+    return [rows[0] if rows else None for rows in await load(keys)]
+
+
+_params_by_version = _records_by_version("param", records.PARAM_COLUMNS, records.params, "version_id, key")
+_metrics_by_version = _records_by_version("metric", records.METRIC_COLUMNS, records.metrics, "version_id, key")
+_points_by_version = _records_by_version("metric_point", records.METRIC_COLUMNS, records.metrics, "id")
+_param_by_key = _records_by_key("param", records.PARAM_COLUMNS, records.params)
+_metric_by_key = _records_by_key("metric", records.METRIC_COLUMNS, records.metrics)
+_history_by_key = _records_by_key("metric_point", records.METRIC_COLUMNS, records.metrics, "id")
 
 
 def _loader(fn: Callable[[Any], Awaitable[Any]]) -> DataLoader[Any, Any]:
@@ -189,22 +217,18 @@ class Loaders:
     dataset_version: DataLoader[int, DatasetVersionRow] = field(
         default_factory=lambda: _loader(_by_id(DatasetVersionRow))
     )
-    params: DataLoader[int, list[ParamRow]] = field(
-        default_factory=lambda: _loader(_grouped(ParamRow, "version_id", "key"))
+    params: DataLoader[int, list[ParamLike]] = field(default_factory=lambda: _loader(_params_by_version))
+    metrics: DataLoader[int, list[MetricLike]] = field(default_factory=lambda: _loader(_metrics_by_version))
+    param: DataLoader[tuple[int, str], ParamLike | None] = field(
+        default_factory=lambda: _loader(partial(_one_each, _param_by_key))
     )
-    metrics: DataLoader[int, list[MetricRow]] = field(
-        default_factory=lambda: _loader(_grouped(MetricRow, "version_id", "key"))
+    metric: DataLoader[tuple[int, str], MetricLike | None] = field(
+        default_factory=lambda: _loader(partial(_one_each, _metric_by_key))
     )
-    param: DataLoader[tuple[int, str], ParamRow | None] = field(default_factory=lambda: _loader(_keyed(ParamRow)))
-    metric: DataLoader[tuple[int, str], MetricRow | None] = field(
-        default_factory=lambda: _loader(_keyed(MetricRow))
+    metric_history: DataLoader[tuple[int, str], list[MetricLike]] = field(
+        default_factory=lambda: _loader(_history_by_key)
     )
-    metric_history: DataLoader[tuple[int, str], list[MetricPointRow]] = field(
-        default_factory=lambda: _loader(_metric_history)
-    )
-    metric_points: DataLoader[int, list[MetricPointRow]] = field(
-        default_factory=lambda: _loader(_grouped(MetricPointRow, "version_id", "id"))
-    )
+    metric_points: DataLoader[int, list[MetricLike]] = field(default_factory=lambda: _loader(_points_by_version))
     artifacts: DataLoader[int, list[ArtifactRow]] = field(
         default_factory=lambda: _loader(_grouped(ArtifactRow, "version_id", "path"))
     )

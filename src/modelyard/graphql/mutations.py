@@ -98,11 +98,11 @@ class Mutation:
     @strawberry.mutation(permission_classes=WRITE, description="Point an alias at a version, creating or moving it.")
     async def set_alias(self, info: Info, input: SetAliasInput) -> Alias | None:
         row = await aliases.set_alias(input.model, input.alias, input.version, actor=info.context.actor)
-        return Alias(row=row)
+        return Alias.of(row)
 
     @strawberry.mutation(permission_classes=WRITE, description="Remove an alias.")
     async def delete_alias(self, info: Info, input: DeleteAliasInput) -> Alias | None:
-        return Alias(row=await aliases.delete_alias(input.model, input.alias, actor=info.context.actor))
+        return Alias.of(await aliases.delete_alias(input.model, input.alias, actor=info.context.actor))
 
     @strawberry.mutation(permission_classes=WRITE, description="Add a lineage edge to an existing version. CONFLICT on a cycle.")
     async def add_lineage(self, info: Info, input: AddLineageInput) -> ModelVersion | None:

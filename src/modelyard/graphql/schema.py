@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from modelyard.config import Settings
 from modelyard.graphql.errors import ErrorCodes, is_unexpected
+from modelyard.graphql.execution import DocumentCache, DocumentLru, Executor
 from modelyard.graphql.limits import QueryLimits
 from modelyard.graphql.metrics import GraphQLMetrics
 from modelyard.graphql.mutations import Mutation
@@ -38,7 +39,9 @@ class Schema(strawberry.Schema):
 def build_schema(settings: Settings | None = None, metrics: Metrics | None = None) -> Schema:
     """The schema, with limits taken from `settings` and operations counted in `metrics`."""
     settings = settings or Settings()
+    documents = DocumentLru()
     extensions: list[Any] = [
+        lambda: DocumentCache(documents),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: QueryLimits(settings),
         ErrorCodes,
@@ -53,4 +56,5 @@ def build_schema(settings: Settings | None = None, metrics: Metrics | None = Non
         types=[Model, ModelVersion, Dataset, DatasetVersion],
         extensions=extensions,
         config=StrawberryConfig(scalar_map=SCALARS),
+        execution_context_class=Executor,
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import strawberry
 
 from modelyard.catalog.params import ParamKind
-from modelyard.db.tables import MetricPointRow, MetricRow, ParamRow
 from modelyard.graphql.scalars import JSON, Long
 from modelyard.graphql.types.enums import ParamTypeEnum
 
@@ -27,63 +26,65 @@ def tags_of(mapping: dict[str, str] | list[Any]) -> list[Tag]:
     return [Tag(key=r.key, value=r.value) for r in mapping]
 
 
+class ParamLike(Protocol):
+    """A stored param: a `ParamRow` or a light row read without the ORM."""
+
+    key: str
+    kind: str
+    value_json: str
+    num_value: float | None
+
+
+class MetricLike(Protocol):
+    """A stored metric value: a `MetricRow`, a `MetricPointRow` or a light row."""
+
+    key: str
+    value: float
+    step: int | None
+    logged_at: datetime
+
+
+def _long(step: int | None) -> Long | None:  # type: ignore[valid-type]
+    return None if step is None else Long(step)
+
+
+# Params, metrics and metric points are plain attributes: a model page shows thousands of them,
+# and plain leaves complete in one loop (see `modelyard.graphql.execution`).
+
+
 @strawberry.type(description="A typed param: numbers compare as numbers in filters.")
 class Param:
-    row: strawberry.Private[ParamRow]
+    key: str
+    kind: ParamTypeEnum = strawberry.field(name="type")  # type: ignore[valid-type]
+    value: JSON = strawberry.field(description="The value as JSON of its own type.")
+    number: float | None = strawberry.field(description="The value as a number, for int, float and bool params.")
 
-    @strawberry.field
-    def key(self) -> str:
-        return self.row.key
-
-    @strawberry.field(name="type")
-    def kind(self) -> ParamTypeEnum:  # type: ignore[valid-type]
-        return ParamKind(self.row.kind)
-
-    @strawberry.field(description="The value as JSON of its own type.")
-    def value(self) -> JSON:
-        return json.loads(self.row.value_json)
-
-    @strawberry.field(description="The value as a number, for int, float and bool params.")
-    def number(self) -> float | None:
-        return self.row.num_value
+    @classmethod
+    def of(cls, row: ParamLike) -> Param:
+        return cls(key=row.key, kind=ParamKind(row.kind), value=json.loads(row.value_json), number=row.num_value)
 
 
 @strawberry.type(description="The latest value of a metric.")
 class Metric:
-    row: strawberry.Private[MetricRow]
+    key: str
+    value: float
+    step: Long | None  # type: ignore[valid-type]
+    logged_at: datetime
 
-    @strawberry.field
-    def key(self) -> str:
-        return self.row.key
-
-    @strawberry.field
-    def value(self) -> float:
-        return self.row.value
-
-    @strawberry.field
-    def step(self) -> Long | None:  # type: ignore[valid-type]
-        return self.row.step
-
-    @strawberry.field
-    def logged_at(self) -> datetime:
-        return self.row.logged_at
+    @classmethod
+    def of(cls, row: MetricLike) -> Metric:
+        return cls(key=row.key, value=row.value, step=_long(row.step), logged_at=row.logged_at)
 
 
 @strawberry.type(description="One logged value of a metric.")
 class MetricPoint:
-    row: strawberry.Private[MetricPointRow]
+    value: float
+    step: Long | None  # type: ignore[valid-type]
+    logged_at: datetime
 
-    @strawberry.field
-    def value(self) -> float:
-        return self.row.value
-
-    @strawberry.field
-    def step(self) -> Long | None:  # type: ignore[valid-type]
-        return self.row.step
-
-    @strawberry.field
-    def logged_at(self) -> datetime:
-        return self.row.logged_at
+    @classmethod
+    def of(cls, row: MetricLike) -> MetricPoint:
+        return cls(value=row.value, step=_long(row.step), logged_at=row.logged_at)
 
 
 @strawberry.type(description="Every logged value of one metric, oldest first.")

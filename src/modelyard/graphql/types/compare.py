@@ -33,8 +33,8 @@ class ParamDiff:
 
     @classmethod
     def of(cls, c: compare.ParamChange) -> ParamDiff:
-        return cls(key=c.key, change=c.change, a=Param(row=c.a) if c.a else None,
-                   b=Param(row=c.b) if c.b else None, delta=c.delta)
+        return cls(key=c.key, change=c.change, a=Param.of(c.a) if c.a else None,
+                   b=Param.of(c.b) if c.b else None, delta=c.delta)
 
 
 @strawberry.type(description="The latest value of one metric in either version.")
@@ -47,8 +47,8 @@ class MetricDiff:
 
     @classmethod
     def of(cls, c: compare.MetricChange) -> MetricDiff:
-        return cls(key=c.key, change=c.change, a=Metric(row=c.a) if c.a else None,
-                   b=Metric(row=c.b) if c.b else None, delta=c.delta)
+        return cls(key=c.key, change=c.change, a=Metric.of(c.a) if c.a else None,
+                   b=Metric.of(c.b) if c.b else None, delta=c.delta)
 
 
 @strawberry.type(description="One artifact path of either version: CHANGED when the digests differ.")

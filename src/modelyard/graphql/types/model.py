@@ -32,23 +32,18 @@ class KeyUse:
 
 @strawberry.type(description="A movable name pointing at one version of a model.")
 class Alias:
-    row: strawberry.Private[AliasRow]
+    name: str
+    updated_at: datetime
+    updated_by: str | None
+    version_id: strawberry.Private[int]
 
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def updated_at(self) -> datetime:
-        return self.row.updated_at
-
-    @strawberry.field
-    def updated_by(self) -> str | None:
-        return self.row.updated_by
+    @classmethod
+    def of(cls, row: AliasRow) -> Alias:
+        return cls(name=row.name, updated_at=row.updated_at, updated_by=row.updated_by, version_id=row.version_id)
 
     @strawberry.field
     async def version(self, info: Info) -> ModelVersion:
-        row = await info.context.loaders.version.load(self.row.version_id)
+        row = await info.context.loaders.version.load(self.version_id)
         return ModelVersion(row=row)
 
 
@@ -129,4 +124,4 @@ class Model(Node):
 
     @strawberry.field
     async def aliases(self, info: Info) -> list[Alias]:
-        return [Alias(row=r) for r in await info.context.loaders.model_aliases.load(self.row.id)]
+        return [Alias.of(r) for r in await info.context.loaders.model_aliases.load(self.row.id)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
@@ -38,6 +38,7 @@ EdgeT = Annotated["LineageEdge", strawberry.lazy("modelyard.graphql.types.lineag
 
 
 MAX_KEYS = 100
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_keys(keys: list[str], kind: str) -> list[str]:
@@ -57,15 +58,31 @@ def check_depth(info: Info, depth: int) -> int:
 
 @strawberry.type(description="One numbered version of a model, with everything it carries.")
 class ModelVersion(Node):
+    """Columns of the row are plain attributes, copied once (resolvers cost more per field)."""
+
     row: strawberry.Private[VersionRow]
+    number: int = 0
+    status: StatusEnum = Status.READY  # type: ignore[valid-type]
+    description: str = ""
+    manifest_digest: str = strawberry.field(
+        default="", description="sha256 of the canonical manifest: `name@<digest>` pins this version.")
+    created_at: datetime = _EPOCH
+    updated_at: datetime = _EPOCH
+    created_by: str | None = None
+
+    def __post_init__(self) -> None:
+        row = self.row
+        self.number = row.number
+        self.status = Status(row.status)
+        self.description = row.description
+        self.manifest_digest = row.manifest_digest
+        self.created_at = row.created_at
+        self.updated_at = row.updated_at
+        self.created_by = row.created_by
 
     @property
     def pk(self) -> int:
         return self.row.id
-
-    @strawberry.field
-    def number(self) -> int:
-        return self.row.number
 
     @strawberry.field
     async def model(self, info: Info) -> ModelT:
@@ -78,55 +95,43 @@ class ModelVersion(Node):
         model = await info.context.loaders.model.load(self.row.model_id)
         return f"{model.full_name}:{self.row.number}"
 
-    @strawberry.field
-    def status(self) -> StatusEnum:  # type: ignore[valid-type]
-        return Status(self.row.status)
-
-    @strawberry.field
-    def description(self) -> str:
-        return self.row.description
-
-    @strawberry.field(description="sha256 of the canonical manifest: `name@<digest>` pins this version.")
-    def manifest_digest(self) -> str:
-        return self.row.manifest_digest
-
     @strawberry.field(description="Typed params, by key (only those named in `keys`, in that order, when given).")
     async def params(self, info: Info, keys: list[str] | None = None) -> list[Param]:
         loaders = info.context.loaders
         if keys is None:
-            return [Param(row=r) for r in await loaders.params.load(self.row.id)]
+            return [Param.of(r) for r in await loaders.params.load(self.row.id)]
         rows = await loaders.param.load_many([(self.row.id, k) for k in check_keys(keys, "param")])
-        return [Param(row=r) for r in rows if r is not None]
+        return [Param.of(r) for r in rows if r is not None]
 
     @strawberry.field
     async def param(self, info: Info, key: str) -> Param | None:
         row = await info.context.loaders.param.load((self.row.id, check_key(key, "param")))
-        return Param(row=row) if row else None
+        return Param.of(row) if row else None
 
     @strawberry.field(description="The latest value of each metric (only those named in `keys`, in that "
                       "order, when given).")
     async def metrics(self, info: Info, keys: list[str] | None = None) -> list[Metric]:
         loaders = info.context.loaders
         if keys is None:
-            return [Metric(row=r) for r in await loaders.metrics.load(self.row.id)]
+            return [Metric.of(r) for r in await loaders.metrics.load(self.row.id)]
         rows = await loaders.metric.load_many([(self.row.id, k) for k in check_keys(keys, "metric")])
-        return [Metric(row=r) for r in rows if r is not None]
+        return [Metric.of(r) for r in rows if r is not None]
 
     @strawberry.field
     async def metric(self, info: Info, key: str) -> Metric | None:
         row = await info.context.loaders.metric.load((self.row.id, check_key(key, "metric")))
-        return Metric(row=row) if row else None
+        return Metric.of(row) if row else None
 
     @strawberry.field(description="Every logged value of one metric, oldest first.")
     async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
         rows = await info.context.loaders.metric_history.load((self.row.id, check_key(key, "metric")))
-        return [MetricPoint(row=r) for r in rows]
+        return [MetricPoint.of(r) for r in rows]
 
     @strawberry.field(description="Every logged value of every metric, by key (one query for all).")
     async def metric_series(self, info: Info) -> list[MetricSeries]:
         by_key: dict[str, list[MetricPoint]] = {}
         for row in await info.context.loaders.metric_points.load(self.row.id):
-            by_key.setdefault(row.key, []).append(MetricPoint(row=row))
+            by_key.setdefault(row.key, []).append(MetricPoint.of(row))
         return [MetricSeries(key=k, points=v) for k, v in sorted(by_key.items())]
 
     @strawberry.field
@@ -137,7 +142,7 @@ class ModelVersion(Node):
     async def aliases(self, info: Info) -> list[AliasT]:
         from modelyard.graphql.types.model import Alias
 
-        return [Alias(row=r) for r in await info.context.loaders.version_aliases.load(self.row.id)]
+        return [Alias.of(r) for r in await info.context.loaders.version_aliases.load(self.row.id)]
 
     @strawberry.field(description="The files of this version, by path.")
     async def artifacts(self, info: Info) -> list[Artifact]:
@@ -201,15 +206,3 @@ class ModelVersion(Node):
         key = (self.row.id, Direction.DOWN.value, check_depth(info, depth))
         edges = [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
         return await visible_edges(info, edges)
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
-
-    @strawberry.field
-    def updated_at(self) -> datetime:
-        return self.row.updated_at
-
-    @strawberry.field
-    def created_by(self) -> str | None:
-        return self.row.created_by
