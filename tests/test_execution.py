@@ -1,4 +1,5 @@
-"""The fast path for lists of plain objects answers exactly what graphql-core's own path answers."""
+"""The fast path for lists of plain objects answers exactly what graphql-core's own path answers;
+cached documents still meet the limits."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from modelyard.graphql.execution import Executor
+from modelyard.config import Settings
+from modelyard.db.tables import MetricRow
+from modelyard.graphql.context import Context
+from modelyard.graphql.execution import DocumentLru, Executor
+from modelyard.graphql.schema import build_schema
+from tests.conftest import GraphQLClient
+from tests.helpers import model, version
 
 
 @strawberry.enum
@@ -79,3 +86,59 @@ def test_plain_lists_skip_per_field_resolution() -> None:
 
     run(Counting, "{ good { key kind number count } }")
     assert calls == 1  # only `good` itself; its 50 × 4 leaves completed in one loop
+
+
+PAGE = """query($name: String!) { model(name: $name) { name aliases { name updatedAt version { number } }
+  versions(first: 10) { nodes { __typename number status createdAt createdBy manifestDigest
+    params { key type value number } metrics { key value step loggedAt }
+    metricSeries { key points { value step loggedAt } }
+    p: param(key: "lr") { value } m: metric(key: "acc") { value loggedAt } tags { key value } } } } }"""
+
+
+async def test_the_model_page_is_the_same_with_the_stock_executor(gql: GraphQLClient, settings: Settings) -> None:
+    await model(gql, "exec")
+    for i in range(3):
+        await version(gql, "exec", params=[{"key": "lr", "value": 0.1 * (i + 1)}, {"key": "opt", "value": "adam"},
+                                           {"key": "big", "value": 2**40}, {"key": "on", "value": True}],
+                      metrics=[{"key": "acc", "value": 0.5 + i / 10, "step": 2**35}, {"key": "loss", "value": 1.5}])
+    await gql.ok('mutation { setAlias(input: {model: "exec", alias: "prod", version: "2"}) { name } }')
+    schema = build_schema(settings)
+
+    async def page() -> Any:
+        result = await schema.execute(PAGE, variable_values={"name": "exec"}, context_value=Context(settings=settings))
+        assert not result.errors, result.errors
+        return result.data
+
+    fast = await page()
+    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    assert await page() == fast
+    # Light rows read the times the ORM reads.
+    nodes = fast["model"]["versions"]["nodes"]
+    stored = {(r.version.number, r.key): r.logged_at.isoformat()
+              for r in await MetricRow.all().prefetch_related("version")}
+    assert {(n["number"], m["key"]): m["loggedAt"] for n in nodes for m in n["metrics"]} == stored
+    assert nodes[0]["params"][0] == {"key": "big", "type": "INT", "value": 2**40, "number": float(2**40)}
+
+
+async def test_a_cached_document_still_meets_the_limits(gql: GraphQLClient) -> None:
+    query = "query($f: Int) { models(first: $f) { nodes { name } } }"
+    await gql.ok(query, {"f": 5})
+    await gql.ok(query, {"f": 5})  # now from the cache
+    error = await gql.error(query, {"f": 10_000})
+    assert error["extensions"]["code"] == "LIMIT" and "first" in error["message"], error
+
+
+async def test_an_invalid_document_is_refused_every_time(gql: GraphQLClient) -> None:
+    for _ in range(2):
+        error = await gql.error("{ models { nodes { nosuchfield } } }")
+        assert error["extensions"]["code"] == "INVALID" and "nosuchfield" in error["message"], error
+
+
+def test_the_document_cache_is_bounded_and_skips_long_texts() -> None:
+    cache = DocumentLru(size=2, longest=10)
+    docs = [object() for _ in range(3)]
+    for text, doc in zip(("a", "b", "c"), docs, strict=True):
+        cache.put(text, doc)  # type: ignore[arg-type]
+    assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is docs[2]
+    cache.put("x" * 11, docs[0])  # type: ignore[arg-type]
+    assert cache.get("x" * 11) is None

@@ -41,7 +41,6 @@ import json
 import os
 import random
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -65,12 +64,14 @@ from catalog import (
     METRIC_KEYS,
     MODEL_PAGE_DOC,
     VERIFY_DOC,
+    Operation,
+    Result,
     SqlCounter,
     VersionContent,
     capture,
-    counting,
     graphql,
     live_server,
+    measure,
     model_name,
     random_content,
 )
@@ -187,8 +188,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     args = parser.parse_args(argv)
     if not 1 <= args.models_small <= args.models_large:
         parser.error("need 1 <= --models-small <= --models-large")
-    if min(args.versions, args.params, args.requests, args.workers, args.warmup + 1) < 1:
-        parser.error("--versions, --params, --requests and --workers must be at least 1")
+    if min(args.versions, args.params, args.requests, args.workers, args.warmup) < 1:
+        parser.error("--versions, --params, --requests, --workers and --warmup must be at least 1")
     if not 2 <= args.metrics <= len(METRIC_KEYS) or args.params > 1000:
         parser.error(f"--metrics takes 2..{len(METRIC_KEYS)}, --params at most 1000")
     return Options(
@@ -603,42 +604,6 @@ async def _server_facts(url: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Operation:
-    """One measured request kind: the i-th request's payload, and a check of its answer."""
-
-    key: str
-    label: str
-    payload: Callable[[int], Payload]
-    check: Callable[[dict[str, Any]], None] = lambda data: None
-
-
-@dataclass
-class Result:
-    """Latencies (ms) of the timed requests and statements per warm-up request."""
-
-    op: Operation
-    latencies: list[float]
-    statements: list[int]
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies)
-
-    @property
-    def p95(self) -> float:
-        if len(self.latencies) < 2:
-            return self.latencies[0]
-        return statistics.quantiles(self.latencies, n=100, method="inclusive")[94]
-
-    @property
-    def sql(self) -> str:
-        if not self.statements:
-            return "?"
-        low, high = min(self.statements), max(self.statements)
-        return str(low) if low == high else f"{low}–{high}"
-
-
 def _check_page(data: dict[str, Any], want: int) -> None:
     nodes = data["model"]["versions"]["nodes"]
     if len(nodes) != want:
@@ -722,26 +687,6 @@ def operations(catalog: Catalog, opts: Options) -> list[Operation]:
                   lambda i: {"query": CREATE_DOC, "variables": {"input": create_input(
                       writes, model_name(writes.randrange(catalog.models)), opts)}}),
     ]
-
-
-def measure(client: httpx.Client, counter: SqlCounter, op: Operation, opts: Options) -> Result:
-    """Warm up while counting statements, then time `opts.requests` sequential requests."""
-    statements = []
-    with counting(counter):
-        for i in range(opts.warmup):
-            before = counter.count
-            op.check(graphql(client, op.payload(i)))
-            statements.append(counter.count - before)
-    latencies = []
-    for i in range(opts.warmup, opts.warmup + opts.requests):
-        payload = op.payload(i)
-        started = time.perf_counter()
-        response = client.post("/graphql", json=payload)
-        latencies.append((time.perf_counter() - started) * 1000)
-        if response.status_code != 200 or response.json().get("errors"):
-            raise RuntimeError(f"{op.key}: HTTP {response.status_code}: {response.text[:500]}")
-        op.check(response.json()["data"])
-    return Result(op, latencies, statements)
 
 
 def order_by_of(client: httpx.Client) -> str:

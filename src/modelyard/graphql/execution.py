@@ -174,6 +174,9 @@ def _complete(plan: Plan, items: list[Any], items_non_null: bool) -> list[Any]:
 class DocumentCache(SchemaExtension):
     """Parsed and validated documents by query text, so a client repeating a query skips both.
 
+    Not Strawberry's `ParserCache`/`ValidationCache`: the first parses without `MaxTokensLimiter`'s
+    token limit, the second overwrites the errors `QueryLimits` sets during validation.
+
     Only documents that parsed and passed validation are kept (at most `size`, least recently used
     out first; query texts longer than `longest` are not kept). A cached document skips the
     standard validation rules, which depend on nothing but the schema and the document; the

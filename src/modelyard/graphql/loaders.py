@@ -154,53 +154,36 @@ async def _walks(keys: Sequence[tuple[int, str, int]]) -> list[list[lineage.Edge
     return [found[k] for k in keys]
 
 
-def _records_by_version(table: str, columns: str, convert: Callable[[list[Any]], list[Any]],
-                        order: str) -> Callable[[Sequence[int]], Awaitable[list[list[Any]]]]:
-    """Light rows of `table` per version id, in `order`: one statement, no ORM instances."""
+def _records(table: str, columns: str, convert: Callable[[list[Any]], list[Any]], order: str,
+             keyed: bool) -> Callable[[Sequence[Any]], Awaitable[list[list[Any]]]]:
+    """Light rows of `table` (one statement, no ORM instances) per version id, or per
+    (version id, key) when `keyed`: `param(key)` without loading the version's other params."""
 
-    async def load(ids: Sequence[int]) -> list[list[Any]]:
+    async def load(keys: Sequence[Any]) -> list[list[Any]]:
         sql = Sql()
-        rows = convert(await sql.tuples(
-            f"SELECT {columns} FROM {table} WHERE version_id IN ({sql.many(sorted(set(ids)))}) ORDER BY {order}"
-        ))
-        groups: dict[int, list[Any]] = defaultdict(list)
-        for r in rows:
-            groups[r.version_id].append(r)
-        return [groups.get(i, []) for i in ids]
+        where = f"version_id IN ({sql.many(sorted({k[0] if keyed else k for k in keys}))})"
+        if keyed:
+            where += f" AND key IN ({sql.many(sorted({k[1] for k in keys}))})"
+        groups: dict[Any, list[Any]] = defaultdict(list)
+        for r in convert(await sql.tuples(f"SELECT {columns} FROM {table} WHERE {where} ORDER BY {order}")):
+            groups[(r.version_id, r.key) if keyed else r.version_id].append(r)
+        return [groups.get(k, []) for k in keys]
 
     return load
 
 
-def _records_by_key(table: str, columns: str, convert: Callable[[list[Any]], list[Any]],
-                    order: str = "version_id") -> Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]]:
-    """Light rows of `table` per (version id, key); `param(key)` without loading the rest."""
-
-    async def load(keys: Sequence[tuple[int, str]]) -> list[Any]:
-        sql = Sql()
-        versions = sql.many(sorted({k[0] for k in keys}))
-        names = sql.many(sorted({k[1] for k in keys}))
-        rows = convert(await sql.tuples(
-            f"SELECT {columns} FROM {table} WHERE version_id IN ({versions}) AND key IN ({names}) ORDER BY {order}"
-        ))
-        found: dict[tuple[int, str], list[Any]] = defaultdict(list)
-        for r in rows:
-            found[(r.version_id, r.key)].append(r)
-        return [found.get(k, []) for k in keys]
-
-    return load
-
-
-async def _one_each(load: Callable[[Sequence[tuple[int, str]]], Awaitable[list[Any]]],
+async def _one_each(load: Callable[[Sequence[Any]], Awaitable[list[list[Any]]]],
                     keys: Sequence[tuple[int, str]]) -> list[Any]:
     return [rows[0] if rows else None for rows in await load(keys)]
 
 
-_params_by_version = _records_by_version("param", records.PARAM_COLUMNS, records.params, "version_id, key")
-_metrics_by_version = _records_by_version("metric", records.METRIC_COLUMNS, records.metrics, "version_id, key")
-_points_by_version = _records_by_version("metric_point", records.METRIC_COLUMNS, records.metrics, "id")
-_param_by_key = _records_by_key("param", records.PARAM_COLUMNS, records.params)
-_metric_by_key = _records_by_key("metric", records.METRIC_COLUMNS, records.metrics)
-_history_by_key = _records_by_key("metric_point", records.METRIC_COLUMNS, records.metrics, "id")
+_P, _M = records.PARAM_COLUMNS, records.METRIC_COLUMNS
+_params_by_version = _records("param", _P, records.params, "version_id, key", keyed=False)
+_metrics_by_version = _records("metric", _M, records.metrics, "version_id, key", keyed=False)
+_points_by_version = _records("metric_point", _M, records.metrics, "id", keyed=False)
+_param_by_key = _records("param", _P, records.params, "version_id", keyed=True)
+_metric_by_key = _records("metric", _M, records.metrics, "version_id", keyed=True)
+_history_by_key = _records("metric_point", _M, records.metrics, "id", keyed=True)
 
 
 def _loader(fn: Callable[[Any], Awaitable[Any]]) -> DataLoader[Any, Any]:
