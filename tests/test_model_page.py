@@ -58,8 +58,11 @@ async def test_model_page_statements_do_not_grow_with_versions(gql: GraphQLClien
     await seed(gql, "large", 50)
     few = await statements(gql, sql_log, "small", 5)
     many = await statements(gql, sql_log, "large", 50)
-    assert many == few, f"5 versions: {few} statements, 50 versions: {many}"
-    assert few <= 15  # token, model, its aliases, latest, page, page rows, count, 5 lists, parents (+models)
+    # token, model, its aliases, latest, the page with its rows, count, 5 lists, parents' versions and
+    # models, and the aliases' versions: 14. The last is one fewer when the page, which holds them, primed
+    # the loader first (which resolver gets there first is up to the event loop), so the bound is not
+    # an equality; an N+1 would add statements by the version.
+    assert few <= 14 and many <= 14, f"5 versions: {few} statements, 50 versions: {many}"
 
 
 async def test_versions_search_page_statements_are_constant(gql: GraphQLClient, sql_log: SqlLog) -> None:

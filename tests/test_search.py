@@ -11,7 +11,7 @@ from tests.conftest import GraphQLClient
 from tests.helpers import model, version
 
 SEARCH = """
-query($f: VersionFilter, $o: VersionOrder, $first: Int, $after: String) {
+query($f: VersionFilter, $o: [VersionOrder!], $first: Int, $after: String) {
   versions(filter: $f, orderBy: $o, first: $first, after: $after) {
     totalCount pageInfo { hasNextPage endCursor } nodes { ref }
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 from tests.conftest import GraphQLClient
 from tests.helpers import model, version
@@ -160,3 +161,16 @@ async def test_concurrent_alias_moves_all_succeed(gql: GraphQLClient) -> None:
     await asyncio.gather(*moves)
     data = await gql.ok('{ model(name: "hot") { aliases { name } } }')
     assert data["model"]["aliases"] == [{"name": "champion"}]
+
+
+async def test_param_values_come_back_exactly_as_given(gql: GraphQLClient) -> None:
+    """Floats, ints and bools are answered from their stored number, not their JSON: the same
+    value and type for every edge of the number line."""
+    values: list[object] = [-0.0, 0.0, 0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -(2**53) + 1, 2**53 - 1,
+                            2**53, -(2**62), True, False, "3", 1e-7, -12.5]
+    await model(gql, "exact")
+    await version(gql, "exact", params=[{"key": f"k{i:02d}", "value": v} for i, v in enumerate(values)])
+    data = await gql.ok('{ version(ref: "exact:1") { params { key value } } }')
+    got = [p["value"] for p in data["version"]["params"]]
+    assert [(type(v), v) for v in got] == [(type(v), v) for v in values]
+    assert math.copysign(1.0, got[0]) == -1.0  # -0.0 keeps its sign

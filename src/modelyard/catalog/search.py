@@ -6,13 +6,13 @@ metric comparisons `metric.value` (the latest value of each key); `and`/`or`/`no
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from modelyard.catalog import datasets, lineage
 from modelyard.catalog.models import Task
+from modelyard.catalog.ordering import Ordering, Position, VersionOrder
 from modelyard.catalog.refs import check_alias, check_key, namespace_of, parse_name, parse_ref
 from modelyard.catalog.resolve import resolve_version
 from modelyard.catalog.text import check_text
@@ -70,29 +70,13 @@ class VersionFilter:
     not_: VersionFilter | None = None
 
 
-class OrderField(enum.Enum):
-    CREATED_AT = "CREATED_AT"
-    NUMBER = "NUMBER"
-    METRIC = "METRIC"
-    PARAM = "PARAM"
-
-
-@dataclass
-class VersionOrder:
-    """Sort by a column, a metric or a numeric param; versions without the key sort last."""
-
-    field: OrderField = OrderField.CREATED_AT
-    key: str | None = None
-    descending: bool = True
-
-
 @dataclass
 class Page:
-    """A page of ids and the means to count them all."""
+    """A page of ids, where each sits in the ordering, and the means to count all matches."""
 
     ids: list[int]
+    positions: list[Position]
     has_next: bool
-    offset: int
     sql_count: tuple[str, list[Any]]
 
 
@@ -261,47 +245,32 @@ def _db_time(value: datetime) -> Any:
     return VersionRow._meta.fields_map["created_at"].to_db_value(filter_time(value), VersionRow)
 
 
-def _order_sql(sql: Sql, order: VersionOrder) -> tuple[str, str]:
-    """The sort column to select and the ORDER BY clause; versions lacking the key sort last."""
-    direction = "DESC" if order.descending else "ASC"
-    if order.field is OrderField.NUMBER:
-        return "v.number", f"sort_key {direction}, v.id {direction}"
-    if order.field is OrderField.CREATED_AT:
-        return "v.created_at", f"sort_key {direction}, v.id {direction}"
-    if not order.key:
-        raise InvalidError(f"ordering by {order.field.value} needs a key")
-    check_key(order.key, order.field.value.lower())
-    if order.field is OrderField.METRIC:
-        column = f"(SELECT o.value FROM metric o WHERE o.version_id = v.id AND o.key = {sql.p(order.key)})"
-    else:
-        column = (
-            "(SELECT o.num_value FROM param o WHERE o.version_id = v.id "
-            f"AND o.key = {sql.p(order.key)} AND o.kind IN ('int', 'float', 'bool'))"
-        )
-    return column, f"sort_key {direction} NULLS LAST, v.id {direction}"
-
-
 async def search_versions(
-    f: VersionFilter | None, order: VersionOrder | None, first: int, offset: int,
+    f: VersionFilter | None, order: list[VersionOrder] | None, first: int, after: Position | int = 0,
     reader_namespace: str | None = None,
 ) -> Page:
-    """One page of version ids matching `f`, in `order`; archived versions only when asked.
+    """One page of version ids matching `f`, in `order`, after a position (or an offset: the
+    older cursors); archived versions only when asked.
 
     `reader_namespace`: the one namespace the caller may read (private reads); a filter naming a
     version or dataset outside it is FORBIDDEN before it is looked up, as reading it would be,
     so the answer says nothing about whether it exists."""
     sql = Sql()
     where = await _Compiler(sql, reader_namespace).compile(f or VersionFilter(), top=True)
-    where_params = list(sql.params)
-    # The sort key's parameter comes after WHERE's, so the count reuses WHERE's prefix as is.
-    column, order_by = _order_sql(sql, order or VersionOrder())
-    rows = await sql.rows(
-        f"SELECT v.id AS id, {column} AS sort_key FROM model_version v WHERE {where} "
-        f"ORDER BY {order_by} LIMIT {int(first) + 1} OFFSET {int(offset)}"
+    # The count reuses WHERE and its parameters, which come first.
+    count_sql = (f"SELECT COUNT(*) AS n FROM model_version v WHERE {where}", list(sql.params))
+    ordering = Ordering(sql, order)
+    offset = 0
+    if isinstance(after, Position):
+        where = f"{where} AND {ordering.after(after)}"
+    else:
+        offset = after
+    rows = await sql.tuples(
+        f"SELECT {ordering.columns} FROM {ordering.source} WHERE {where} "
+        f"ORDER BY {ordering.order_by} LIMIT {int(first) + 1} OFFSET {int(offset)}"
     )
-    ids = [r["id"] for r in rows]
-    count_sql = f"SELECT COUNT(*) AS n FROM model_version v WHERE {where}"
-    return Page(ids[:first], len(ids) > first, offset, (count_sql, where_params))
+    page = rows[:first]
+    return Page([int(r[0]) for r in page], [ordering.position(r) for r in page], len(rows) > first, count_sql)
 
 
 async def count(page: Page) -> int:

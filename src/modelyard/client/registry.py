@@ -50,7 +50,7 @@ VERSION_FIELDS = """
 """
 GET_VERSION = f"query($ref: String!) {{ version(ref: $ref) {{ {VERSION_FIELDS} }} }}"
 SEARCH = f"""
-query($filter: VersionFilter, $orderBy: VersionOrder, $first: Int, $after: String) {{
+query($filter: VersionFilter, $orderBy: [VersionOrder!], $first: Int, $after: String) {{
   versions(filter: $filter, orderBy: $orderBy, first: $first, after: $after) {{
     pageInfo {{ hasNextPage endCursor }}
     nodes {{ {VERSION_FIELDS} }}

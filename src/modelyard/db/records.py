@@ -8,7 +8,11 @@ attributes the ORM rows have, so code that takes either reads them alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
+
+from tortoise.models import Model
+
+M = TypeVar("M", bound=Model)
 
 
 class ParamRecord(NamedTuple):
@@ -45,3 +49,10 @@ def params(rows: list[Any]) -> list[ParamRecord]:
 
 def metrics(rows: list[Any]) -> list[MetricRecord]:
     return [MetricRecord(r[0], r[1], r[2], r[3], db_time(r[4])) for r in rows]
+
+
+def orm_row(table: type[M], row: dict[str, Any]) -> M:
+    """An ORM instance of `table` from a raw row holding all its columns (extra ones are ignored),
+    built as Tortoise builds the rows of its own queries: for raw SQL whose rows the ORM must own
+    (a windowed page fetched with its rows in one statement)."""
+    return table._init_from_db(**row)

@@ -143,6 +143,7 @@ class AliasRow(Model):
     class Meta:
         table = "alias"
         unique_together = (("model", "name"),)
+        indexes = (Index(fields=("version_id",)),)  # a version's aliases: every model and search page
 
 
 class DatasetRow(Model):

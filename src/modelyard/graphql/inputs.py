@@ -6,7 +6,7 @@ from datetime import datetime
 
 import strawberry
 
-from modelyard.catalog import audit, datasets, lineage, models, search, versions
+from modelyard.catalog import audit, datasets, lineage, models, ordering, search, versions
 from modelyard.catalog.artifacts import ArtifactSpec
 from modelyard.catalog.params import ParamKind, TypedParam, typed_param
 from modelyard.catalog.refs import parse_name
@@ -287,14 +287,17 @@ class VersionFilter:
         )
 
 
-@strawberry.input(description="Sort by a column, a metric or a numeric param; missing keys sort last.")
+@strawberry.input(
+    description="One sort key of `versions`: a column (MODEL_NAME, NUMBER, CREATED_AT) or, with `key`, a metric "
+    "or a numeric param (METRIC, PARAM); versions lacking that key sort last in both directions."
+)
 class VersionOrder:
-    field: OrderFieldEnum = search.OrderField.CREATED_AT  # type: ignore[valid-type]
+    field: OrderFieldEnum = ordering.OrderField.CREATED_AT  # type: ignore[valid-type]
     key: str | None = None
     descending: bool = True
 
-    def to_catalog(self) -> search.VersionOrder:
-        return search.VersionOrder(search.OrderField(self.field), self.key, self.descending)
+    def to_catalog(self) -> ordering.VersionOrder:
+        return ordering.VersionOrder(ordering.OrderField(self.field), self.key, self.descending)
 
 
 @strawberry.input

@@ -75,23 +75,21 @@ async def _pages_of(keys: Sequence[tuple[int, int, int, bool]], archived: bool) 
     status = "" if archived else f" AND v.status <> {sql.p('ARCHIVED')}"
     rows = await sql.rows(
         f"""
-        SELECT id, model_id, rn FROM (
-            SELECT v.id, v.model_id,
-                   ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
+        SELECT v.*, ranked.rn AS rn FROM (
+            SELECT v.id, ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
             FROM model_version v WHERE v.model_id IN ({models}){status}
-        ) ranked WHERE rn > {int(start)} AND rn <= {int(end)} ORDER BY model_id, rn
+        ) ranked JOIN model_version v ON v.id = ranked.id
+        WHERE ranked.rn > {int(start)} AND ranked.rn <= {int(end)} ORDER BY v.model_id, ranked.rn
         """
     )
-    by_model: dict[int, dict[int, int]] = defaultdict(dict)
+    by_model: dict[int, dict[int, VersionRow]] = defaultdict(dict)
     for r in rows:
-        by_model[r["model_id"]][int(r["rn"])] = r["id"]
-    wanted = {i for ids in by_model.values() for i in ids.values()}
-    versions = {v.id: v for v in await VersionRow.filter(id__in=list(wanted))} if wanted else {}
+        by_model[r["model_id"]][int(r["rn"])] = records.orm_row(VersionRow, r)
     out = []
     for model_id, first, offset, _ in keys:
         ranked = by_model.get(model_id, {})
-        ids = [ranked[rn] for rn in range(offset + 1, offset + first + 2) if rn in ranked]
-        out.append(([versions[i] for i in ids[:first]], len(ids) > first))
+        page = [ranked[rn] for rn in range(offset + 1, offset + first + 2) if rn in ranked]
+        out.append((page[:first], len(page) > first))
     return out
 
 

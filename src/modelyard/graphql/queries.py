@@ -19,8 +19,9 @@ from modelyard.db.tables import DatasetRow, DatasetVersionRow, ModelRow, Version
 from modelyard.errors import ForbiddenError, NotFoundError
 from modelyard.graphql.context import Info
 from modelyard.graphql.inputs import AuditFilter, ModelFilter, VersionFilter, VersionOrder
-from modelyard.graphql.pagination import page_args
+from modelyard.graphql.pagination import decode_position, encode_position, page_args, page_size
 from modelyard.graphql.permissions import CanRead, CanReadEach, CanSearch, IsAdmin
+from modelyard.graphql.prefetch import prefetch
 from modelyard.graphql.types.audit import AuditEvent, Token
 from modelyard.graphql.types.compare import VersionComparison
 from modelyard.graphql.types.connection import Connection
@@ -117,24 +118,33 @@ class Query:
             info.context.loaders.prime_model(row)
         return [Model(row=r) for r in rows]
 
-    @strawberry.field(permission_classes=READ, description="Versions across all models matching a typed filter.")
+    @strawberry.field(
+        permission_classes=READ,
+        description="Versions across all models matching a typed filter, sorted by `orderBy`: up to 4 keys "
+        "(model name, number, created time, a metric, a numeric param), each ascending or descending, then "
+        "by version id; newest first when not given. Versions lacking a metric or param key sort last. "
+        "Cursors are positions in that order: the next page starts right after `after`, whatever was "
+        "created meanwhile, and a cursor only works with the ordering that handed it out.",
+    )
     async def versions(
         self, info: Info, first: int | None = None, after: str | None = None,
-        filter: VersionFilter | None = None, order_by: VersionOrder | None = None,
+        filter: VersionFilter | None = None, order_by: list[VersionOrder] | None = None,
     ) -> Connection[ModelVersion]:
-        limit, offset = page_args(first, after, info.context.settings.max_page_size)
+        limit = page_size(first, info.context.settings.max_page_size)
         spec = filter.to_catalog() if filter else search.VersionFilter()
         namespace = _narrow(info, None)
         if namespace is not None:
             spec = search.VersionFilter(namespace=namespace, status=spec.status, and_=[spec])
-        page = await search.search_versions(spec, order_by.to_catalog() if order_by else None, limit, offset,
-                                            reader_namespace=namespace)
+        order = [o.to_catalog() for o in order_by] if order_by else None
+        page = await search.search_versions(spec, order, limit, decode_position(after), reader_namespace=namespace)
         rows = await info.context.loaders.version.load_many(page.ids)
+        await prefetch(info, rows)
 
         async def count() -> int:
             return await search.count(page)
 
-        return Connection.page([ModelVersion(row=r) for r in rows], offset, page.has_next, count)
+        return Connection.of([ModelVersion(row=r) for r in rows], [encode_position(p) for p in page.positions],
+                             page.has_next, after is not None, count)
 
     @strawberry.field(
         permission_classes=READ, description="The lineage graph around a version, one recursive query per direction."

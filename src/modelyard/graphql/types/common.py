@@ -61,7 +61,20 @@ class Param:
 
     @classmethod
     def of(cls, row: ParamLike) -> Param:
-        return cls(key=row.key, kind=ParamKind(row.kind), value=json.loads(row.value_json), number=row.num_value)
+        kind, number = _KINDS[row.kind], row.num_value
+        if kind is ParamKind.FLOAT and number is not None and number != 0.0:
+            value: Any = number  # the float itself; decoding its JSON gives the same float, slower
+        elif kind is ParamKind.INT and number is not None and abs(number) < _EXACT:
+            value = int(number)
+        elif kind is ParamKind.BOOL and number is not None:
+            value = number == 1.0
+        else:  # strings, JSON, zeros (-0.0 keeps its sign only in JSON), ints beyond 2**53
+            value = json.loads(row.value_json)
+        return cls(key=row.key, kind=kind, value=value, number=number)
+
+
+_KINDS = {k.value: k for k in ParamKind}
+_EXACT = 2.0**53  # every integer below it is exact as a float
 
 
 @strawberry.type(description="The latest value of a metric.")

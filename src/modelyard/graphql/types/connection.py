@@ -7,7 +7,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from modelyard.graphql.pagination import PageInfo, encode_cursor, page_info
+from modelyard.graphql.pagination import PageInfo, cursors_info, encode_cursor, page_info
 
 T = TypeVar("T")
 
@@ -40,5 +40,17 @@ class Connection(Generic[T]):
         return cls(
             edges=[Edge(cursor=encode_cursor(offset + i), node=n) for i, n in enumerate(nodes)],
             page_info=page_info(offset, len(nodes), has_next),
+            counter=counter,
+        )
+
+    @classmethod
+    def of(
+        cls, nodes: Sequence[T], cursors: Sequence[str], has_next: bool, has_previous: bool,
+        counter: Callable[[], Awaitable[int]],
+    ) -> Connection[T]:
+        """A connection over `nodes` with their own cursors (keyset pages)."""
+        return cls(
+            edges=[Edge(cursor=c, node=n) for c, n in zip(cursors, nodes, strict=True)],
+            page_info=cursors_info(list(cursors), has_next, has_previous),
             counter=counter,
         )

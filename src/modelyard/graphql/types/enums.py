@@ -6,8 +6,8 @@ import strawberry
 
 from modelyard.catalog.lineage import Direction, Relation
 from modelyard.catalog.models import Task
+from modelyard.catalog.ordering import OrderField
 from modelyard.catalog.params import ParamKind
-from modelyard.catalog.search import OrderField
 from modelyard.catalog.versions import Status
 
 TaskEnum = strawberry.enum(Task, name="Task", description="What a model does; decides how the agent runs it.")
@@ -19,4 +19,8 @@ RelationEnum = strawberry.enum(
 )
 DirectionEnum = strawberry.enum(Direction, name="LineageDirection", description="UP to ancestors, DOWN to descendants.")
 ParamTypeEnum = strawberry.enum(ParamKind, name="ParamType", description="The stored type of a param.")
-OrderFieldEnum = strawberry.enum(OrderField, name="VersionOrderField")
+OrderFieldEnum = strawberry.enum(
+    OrderField, name="VersionOrderField",
+    description="What versions sort by: CREATED_AT, NUMBER, MODEL_NAME (the full name, namespace/name), or a "
+    "METRIC's latest value or a numeric PARAM (with `key`; booleans as 0 and 1).",
+)

@@ -12,6 +12,7 @@ from modelyard.catalog.models import Task
 from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.graphql.context import Info
 from modelyard.graphql.pagination import page_args
+from modelyard.graphql.prefetch import prefetch
 from modelyard.graphql.types.common import Tag, tags_of
 from modelyard.graphql.types.connection import Connection
 from modelyard.graphql.types.enums import TaskEnum
@@ -95,6 +96,7 @@ class Model(Node):
         loaders = info.context.loaders
         rows, has_next = await loaders.version_pages.load((self.row.id, limit, offset, include_archived))
         loaders.prime_versions(rows)
+        await prefetch(info, rows)
         key = (self.row.id, include_archived)
 
         async def count() -> int:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import strawberry
+from strawberry.dataloader import DataLoader
 
+from modelyard.catalog import policy
 from modelyard.catalog.lineage import Direction
 from modelyard.catalog.refs import check_key
 from modelyard.catalog.versions import Status
-from modelyard.db.tables import VersionRow
+from modelyard.db.tables import LineageEdgeRow, VersionRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
+from modelyard.graphql.prefetch import check_keys, soon, soon_many
 from modelyard.graphql.scalars import JSON, Long
 from modelyard.graphql.types.artifact import Artifact, ModelInfo, Signature, TensorSpec
 from modelyard.graphql.types.common import (
@@ -37,15 +41,28 @@ AliasT = Annotated["Alias", strawberry.lazy("modelyard.graphql.types.model")]
 EdgeT = Annotated["LineageEdge", strawberry.lazy("modelyard.graphql.types.lineage")]
 
 
-MAX_KEYS = 100
+V = TypeVar("V")
+R = TypeVar("R")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def check_keys(keys: list[str], kind: str) -> list[str]:
-    """`keys` of a `params(keys:)` or `metrics(keys:)` selection, checked, without repeats."""
-    if len(keys) > MAX_KEYS:
-        raise LimitError(f"at most {MAX_KEYS} {kind} keys may be selected, got {len(keys)}")
-    return list(dict.fromkeys(check_key(k, kind) for k in keys))
+def _keyed(loader: DataLoader[tuple[int, str], V | None], keys: list[tuple[int, str]],
+           convert: Callable[[V], R]) -> list[R]:
+    """The rows found for `keys`, in their order, converted (an awaitable until all are loaded)."""
+    return soon_many(loader, keys, lambda rows: [convert(r) for r in rows if r is not None])
+
+
+def _edges(info: Info, loader: DataLoader[int, list[LineageEdgeRow]], version_id: int) -> list[LineageEdge]:
+    """A version's direct edges the caller may see (at once when loaded and nothing is hidden)."""
+    from modelyard.graphql.types.lineage import LineageEdge
+
+    if policy.read_namespace(info.context.caller, info.context.settings.public_read) is None:
+        return soon(loader, version_id, lambda rows: [LineageEdge.from_row(r) for r in rows])
+
+    async def visible() -> list[LineageEdge]:
+        return await visible_edges(info, [LineageEdge.from_row(r) for r in await loader.load(version_id)])
+
+    return cast(list[LineageEdge], visible())
 
 
 def check_depth(info: Info, depth: int) -> int:
@@ -85,42 +102,40 @@ class ModelVersion(Node):
         return self.row.id
 
     @strawberry.field
-    async def model(self, info: Info) -> ModelT:
+    def model(self, info: Info) -> ModelT:
         from modelyard.graphql.types.model import Model
 
-        return Model(row=await info.context.loaders.model.load(self.row.model_id))
+        return soon(info.context.loaders.model, self.row.model_id, lambda row: Model(row=row))
 
     @strawberry.field(description="`name:number`, usable wherever a ref is taken.")
-    async def ref(self, info: Info) -> str:
-        model = await info.context.loaders.model.load(self.row.model_id)
-        return f"{model.full_name}:{self.row.number}"
+    def ref(self, info: Info) -> str:
+        number = self.row.number
+        return soon(info.context.loaders.model, self.row.model_id, lambda model: f"{model.full_name}:{number}")
 
     @strawberry.field(description="Typed params, by key (only those named in `keys`, in that order, when given).")
-    async def params(self, info: Info, keys: list[str] | None = None) -> list[Param]:
+    def params(self, info: Info, keys: list[str] | None = None) -> list[Param]:
         loaders = info.context.loaders
         if keys is None:
-            return [Param.of(r) for r in await loaders.params.load(self.row.id)]
-        rows = await loaders.param.load_many([(self.row.id, k) for k in check_keys(keys, "param")])
-        return [Param.of(r) for r in rows if r is not None]
+            return soon(loaders.params, self.row.id, lambda rows: [Param.of(r) for r in rows])
+        return _keyed(loaders.param, [(self.row.id, k) for k in check_keys(keys, "param")], Param.of)
 
     @strawberry.field
-    async def param(self, info: Info, key: str) -> Param | None:
-        row = await info.context.loaders.param.load((self.row.id, check_key(key, "param")))
-        return Param.of(row) if row else None
+    def param(self, info: Info, key: str) -> Param | None:
+        return soon(info.context.loaders.param, (self.row.id, check_key(key, "param")),
+                    lambda row: Param.of(row) if row else None)
 
     @strawberry.field(description="The latest value of each metric (only those named in `keys`, in that "
                       "order, when given).")
-    async def metrics(self, info: Info, keys: list[str] | None = None) -> list[Metric]:
+    def metrics(self, info: Info, keys: list[str] | None = None) -> list[Metric]:
         loaders = info.context.loaders
         if keys is None:
-            return [Metric.of(r) for r in await loaders.metrics.load(self.row.id)]
-        rows = await loaders.metric.load_many([(self.row.id, k) for k in check_keys(keys, "metric")])
-        return [Metric.of(r) for r in rows if r is not None]
+            return soon(loaders.metrics, self.row.id, lambda rows: [Metric.of(r) for r in rows])
+        return _keyed(loaders.metric, [(self.row.id, k) for k in check_keys(keys, "metric")], Metric.of)
 
     @strawberry.field
-    async def metric(self, info: Info, key: str) -> Metric | None:
-        row = await info.context.loaders.metric.load((self.row.id, check_key(key, "metric")))
-        return Metric.of(row) if row else None
+    def metric(self, info: Info, key: str) -> Metric | None:
+        return soon(info.context.loaders.metric, (self.row.id, check_key(key, "metric")),
+                    lambda row: Metric.of(row) if row else None)
 
     @strawberry.field(description="Every logged value of one metric, oldest first.")
     async def metric_history(self, info: Info, key: str) -> list[MetricPoint]:
@@ -135,14 +150,14 @@ class ModelVersion(Node):
         return [MetricSeries(key=k, points=v) for k, v in sorted(by_key.items())]
 
     @strawberry.field
-    async def tags(self, info: Info) -> list[Tag]:
-        return tags_of(await info.context.loaders.tags.load(self.row.id))
+    def tags(self, info: Info) -> list[Tag]:
+        return soon(info.context.loaders.tags, self.row.id, tags_of)
 
     @strawberry.field
-    async def aliases(self, info: Info) -> list[AliasT]:
+    def aliases(self, info: Info) -> list[AliasT]:
         from modelyard.graphql.types.model import Alias
 
-        return [Alias.of(r) for r in await info.context.loaders.version_aliases.load(self.row.id)]
+        return soon(info.context.loaders.version_aliases, self.row.id, lambda rows: [Alias.of(r) for r in rows])
 
     @strawberry.field(description="The files of this version, by path.")
     async def artifacts(self, info: Info) -> list[Artifact]:
@@ -178,18 +193,12 @@ class ModelVersion(Node):
         return RunInfo.from_json(self.row.run)
 
     @strawberry.field(description="Direct parents: the versions and datasets this one came from.")
-    async def parents(self, info: Info) -> list[EdgeT]:
-        from modelyard.graphql.types.lineage import LineageEdge
-
-        edges = [LineageEdge.from_row(r) for r in await info.context.loaders.parent_edges.load(self.row.id)]
-        return await visible_edges(info, edges)
+    def parents(self, info: Info) -> list[EdgeT]:
+        return _edges(info, info.context.loaders.parent_edges, self.row.id)
 
     @strawberry.field(description="Direct children: versions made from this one.")
-    async def children(self, info: Info) -> list[EdgeT]:
-        from modelyard.graphql.types.lineage import LineageEdge
-
-        edges = [LineageEdge.from_row(r) for r in await info.context.loaders.child_edges.load(self.row.id)]
-        return await visible_edges(info, edges)
+    def children(self, info: Info) -> list[EdgeT]:
+        return _edges(info, info.context.loaders.child_edges, self.row.id)
 
     @strawberry.field(description="Edges up to `depth` generations up, nearest first (one recursive query).")
     async def ancestors(self, info: Info, depth: int = 10) -> list[EdgeT]:

@@ -1,0 +1,124 @@
+"""Look-ahead for pages of versions: run the loaders the page's fields will ask, before they ask.
+
+A page of 100 versions selecting `ref`, `model`, `param(key: "lr")` and `metric(key: "acc")`
+would otherwise await a DataLoader 400 times, and graphql-core makes a task of each. The page's
+resolver calls `prefetch` with the rows it found; it loads what the selection names with the same
+loaders, in the same statements (one per loader), and the fields then answer from the loaders'
+caches through `soon`, synchronously. Fields it does not know, or selections it cannot read,
+simply take the ordinary path: the look-ahead changes when rows are read, never what is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar, cast
+
+from strawberry.dataloader import DataLoader
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
+
+from modelyard.catalog.refs import check_key
+from modelyard.db.tables import VersionRow
+from modelyard.errors import LimitError, ModelyardError
+from modelyard.graphql.context import Info
+from modelyard.graphql.loaders import Loaders
+
+MAX_KEYS = 100  # keys one `params(keys:)` or `metrics(keys:)` may name
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
+
+
+def soon(loader: DataLoader[K, V], key: K, convert: Callable[[V], R]) -> R:
+    """`convert` of what `loader` has for `key`: the value itself when the loader already holds
+    it (a plain value costs graphql-core no task), else an awaitable of it, which graphql-core
+    awaits as it would an async resolver's result. Typed as the value for the field's type."""
+    future = loader.cache_map.get(key)
+    if future is not None and future.done() and not future.cancelled() and future.exception() is None:
+        return convert(future.result())
+
+    async def later() -> R:
+        return convert(await loader.load(key))
+
+    return cast(R, later())
+
+
+def soon_many(loader: DataLoader[K, V], keys: list[K], convert: Callable[[list[V]], R]) -> R:
+    """As `soon`, for several keys: `convert` of their values in key order."""
+    futures = [loader.cache_map.get(k) for k in keys]
+    if all(f is not None and f.done() and not f.cancelled() and f.exception() is None for f in futures):
+        return convert([f.result() for f in futures if f is not None])
+
+    async def later() -> R:
+        return convert(await loader.load_many(keys))
+
+    return cast(R, later())
+
+
+def _fields(selections: Iterable[Selection]) -> Iterable[SelectedField]:
+    """The fields of a selection set, through fragments (whatever their type condition: a
+    needless load is harmless, a missed one only slower)."""
+    for s in selections:
+        if isinstance(s, SelectedField):
+            yield s
+        elif isinstance(s, FragmentSpread | InlineFragment):
+            yield from _fields(s.selections)
+
+
+def _nodes(info: Info) -> list[SelectedField]:
+    """The fields selected on each version of the connection `info` resolves (`nodes { … }`
+    and `edges { node { … } }`)."""
+    found: list[SelectedField] = []
+    for conn in _fields(info.selected_fields):
+        for f in _fields(conn.selections):
+            if f.name == "nodes":
+                found += _fields(f.selections)
+            elif f.name == "edges":
+                found += (n for e in _fields(f.selections) if e.name == "node" for n in _fields(e.selections))
+    return found
+
+
+def check_keys(keys: list[str], kind: str) -> list[str]:
+    """`keys` of a `params(keys:)` or `metrics(keys:)` selection, checked, without repeats."""
+    if len(keys) > MAX_KEYS:
+        raise LimitError(f"at most {MAX_KEYS} {kind} keys may be selected, got {len(keys)}")
+    return list(dict.fromkeys(check_key(k, kind) for k in keys))
+
+
+def _keys(raw: list[Any], kind: str) -> list[str]:
+    """The checked keys, or none when the field will refuse them itself."""
+    try:
+        return check_keys(raw, kind)
+    except (ModelyardError, TypeError):
+        return []
+
+
+async def prefetch(info: Info, rows: list[VersionRow]) -> None:
+    """Load, for every row, what the page's fields will ask of the loaders."""
+    if not rows:
+        return
+    loaders: Loaders = info.context.loaders
+    ids = [r.id for r in rows]
+    jobs: list[Awaitable[Any]] = []
+    names = set()
+    for f in _nodes(info):
+        kind = f.name.removesuffix("s")
+        if kind not in ("param", "metric"):
+            names.add(f.name)
+            continue
+        keyed = loaders.param if kind == "param" else loaders.metric
+        if f.name == kind:  # param(key:), metric(key:)
+            keys = _keys([f.arguments.get("key")], kind)
+        elif f.arguments.get("keys") is not None:  # params(keys:), metrics(keys:)
+            keys = _keys(f.arguments["keys"], kind)
+        else:
+            names.add(f.name)
+            continue
+        jobs += [keyed.load_many([(i, k) for i in ids for k in keys])] if keys else []
+    if names & {"ref", "model"}:
+        jobs.append(loaders.model.load_many(sorted({r.model_id for r in rows})))
+    whole: dict[str, DataLoader[int, Any]] = {"params": loaders.params, "metrics": loaders.metrics, "tags": loaders.tags,
+             "aliases": loaders.version_aliases, "parents": loaders.parent_edges, "children": loaders.child_edges}
+    jobs += [whole[n].load_many(ids) for n in names & whole.keys()]
+    if jobs:
+        await asyncio.gather(*jobs)

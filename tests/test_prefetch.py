@@ -1,0 +1,78 @@
+"""Look-ahead on version pages: fields the page prefetched answer without a task per row, and
+what they answer is what the ordinary path answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from tests.conftest import GraphQLClient
+from tests.helpers import model, version
+
+FIELDS = 'ref model { name } param(key: "lr") { value } metric(key: "acc") { value } params { key value } ' \
+         'metrics { key value } tags { key value } aliases { name } parents { relation } children { relation }'
+SEARCH = '{ versions(first: %d, orderBy: [{field: MODEL_NAME, descending: false}, {field: NUMBER, descending: false}]) ' \
+         '{ nodes { %s } } }'
+PAGE = '{ model(name: "m") { versions(first: %d) { edges { node { %s } } } } }'
+
+
+@pytest.fixture
+async def catalog(gql: GraphQLClient) -> None:
+    for name in ("m", "n"):
+        await model(gql, name)
+        for i in range(12):
+            lineage = [{"parent": f"{name}:{i}", "relation": "FINE_TUNED_FROM"}] if i else []
+            await version(gql, name, lineage=lineage, params=[{"key": "lr", "value": i / 100}, {"key": "opt", "value": "adam"}],
+                          metrics=[{"key": "acc", "value": i / 12}] if i % 3 else [],
+                          tags=[{"key": "i", "value": str(i)}])
+    await gql.ok('mutation { setAlias(input: {model: "m", alias: "prod", version: "3"}) { name } }')
+
+
+@contextmanager
+def counted_tasks() -> Iterator[list[int]]:
+    """How many asyncio tasks the loop creates meanwhile."""
+    loop = asyncio.get_running_loop()
+    count = [0]
+    previous = loop.get_task_factory()
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kw: Any) -> asyncio.Task[Any]:
+        count[0] += 1
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        yield count
+    finally:
+        loop.set_task_factory(previous)
+
+
+@pytest.mark.parametrize("doc", [SEARCH, PAGE], ids=["search", "model page"])
+async def test_prefetched_fields_take_no_task_per_row(gql: GraphQLClient, catalog: None, doc: str) -> None:
+    tasks = []
+    for first in (2, 12):
+        with counted_tasks() as count:
+            data = await gql.ok(doc % (first, FIELDS))
+        tasks.append(count[0])
+        assert str(data).count("'ref'") == first
+    assert tasks[0] == tasks[1], f"tasks for 2 rows, 12 rows: {tasks}"
+
+
+async def test_prefetched_answers_equal_the_ordinary_path(gql: GraphQLClient, catalog: None) -> None:
+    """The ordinary path: the same fields reached through `version(ref)` one at a time, and
+    through a fragment the look-ahead has to follow."""
+    data = await gql.ok(SEARCH % (24, "...F") + f" fragment F on ModelVersion {{ {FIELDS} }}")
+    nodes = data["versions"]["nodes"]
+    assert [n["ref"] for n in nodes] == [f"{m}:{i}" for m in "mn" for i in range(1, 13)]
+    for node in nodes:
+        one = await gql.ok(f"query($r: String!) {{ version(ref: $r) {{ {FIELDS} }} }}", {"r": node["ref"]})
+        assert one["version"] == node
+    assert nodes[2]["aliases"] == [{"name": "prod"}] and nodes[0]["metric"] is None
+
+
+async def test_a_bad_key_still_fails_its_own_field(gql: GraphQLClient, catalog: None) -> None:
+    body = await gql.raw(SEARCH % (3, 'ref param(key: "no spaces") { value }'))
+    assert body["errors"][0]["extensions"]["code"] == "INVALID" and "no spaces" in body["errors"][0]["message"]
