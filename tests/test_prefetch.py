@@ -14,7 +14,8 @@ from tests.conftest import GraphQLClient
 from tests.helpers import model, version
 
 FIELDS = 'ref model { name } param(key: "lr") { value } metric(key: "acc") { value } params { key value } ' \
-         'metrics { key value } tags { key value } aliases { name } parents { relation } children { relation }'
+         'metrics { key value } tags { key value } aliases { name } ' \
+         'parents { relation parent { ... on ModelVersion { ref model { name } } } } children { relation child { number } }'
 SEARCH = '{ versions(first: %d, orderBy: [{field: MODEL_NAME, descending: false}, {field: NUMBER, descending: false}]) ' \
          '{ nodes { %s } } }'
 PAGE = '{ model(name: "m") { versions(first: %d) { edges { node { %s } } } } }'
@@ -57,8 +58,10 @@ async def test_prefetched_fields_take_no_task_per_row(gql: GraphQLClient, catalo
         with counted_tasks() as count:
             data = await gql.ok(doc % (first, FIELDS))
         tasks.append(count[0])
-        assert str(data).count("'ref'") == first
-    assert tasks[0] == tasks[1], f"tasks for 2 rows, 12 rows: {tasks}"
+        rows = data["versions"]["nodes"] if "versions" in data else data["model"]["versions"]["edges"]
+        assert len(rows) == first
+    # a task per row would add 10 for each such field; loaders' own tasks vary by one or two
+    assert tasks[1] <= tasks[0] + 2, f"tasks for 2 rows, 12 rows: {tasks}"
 
 
 async def test_prefetched_answers_equal_the_ordinary_path(gql: GraphQLClient, catalog: None) -> None:

@@ -93,32 +93,57 @@ def _keys(raw: list[Any], kind: str) -> list[str]:
         return []
 
 
+def selected_edge_fields(info: Info) -> list[SelectedField]:
+    """The fields selected on each edge of the lineage list `info` resolves."""
+    return [g for f in _fields(info.selected_fields) for g in _fields(f.selections)]
+
+
 async def prefetch(info: Info, rows: list[VersionRow]) -> None:
-    """Load, for every row, what the page's fields will ask of the loaders."""
+    """Load, for every row, what the page's fields will ask of the loaders. A loader's error is
+    left in its cache for the field that asks to report, as it would without the look-ahead."""
     if not rows:
         return
     loaders: Loaders = info.context.loaders
     ids = [r.id for r in rows]
     jobs: list[Awaitable[Any]] = []
-    names = set()
+    names: set[str] = set()
+    edge_fields: list[SelectedField] = []
     for f in _nodes(info):
         kind = f.name.removesuffix("s")
-        if kind not in ("param", "metric"):
-            names.add(f.name)
+        if kind in ("param", "metric") and (f.name == kind or f.arguments.get("keys") is not None):
+            keyed = loaders.param if kind == "param" else loaders.metric
+            keys = _keys([f.arguments.get("key")] if f.name == kind else f.arguments["keys"], kind)
+            jobs += [keyed.load_many([(i, k) for i in ids for k in keys])] if keys else []
             continue
-        keyed = loaders.param if kind == "param" else loaders.metric
-        if f.name == kind:  # param(key:), metric(key:)
-            keys = _keys([f.arguments.get("key")], kind)
-        elif f.arguments.get("keys") is not None:  # params(keys:), metrics(keys:)
-            keys = _keys(f.arguments["keys"], kind)
-        else:
-            names.add(f.name)
-            continue
-        jobs += [keyed.load_many([(i, k) for i in ids for k in keys])] if keys else []
+        names.add(f.name)
+        if f.name in ("parents", "children"):
+            edge_fields.append(f)
     if names & {"ref", "model"}:
         jobs.append(loaders.model.load_many(sorted({r.model_id for r in rows})))
-    whole: dict[str, DataLoader[int, Any]] = {"params": loaders.params, "metrics": loaders.metrics, "tags": loaders.tags,
-             "aliases": loaders.version_aliases, "parents": loaders.parent_edges, "children": loaders.child_edges}
+    whole: dict[str, DataLoader[int, Any]] = {
+        "params": loaders.params, "metrics": loaders.metrics, "tags": loaders.tags,
+        "aliases": loaders.version_aliases, "parents": loaders.parent_edges, "children": loaders.child_edges,
+    }
     jobs += [whole[n].load_many(ids) for n in names & whole.keys()]
-    if jobs:
-        await asyncio.gather(*jobs)
+    await asyncio.gather(*jobs, return_exceptions=True)
+    for f in edge_fields:
+        edges = await asyncio.gather(*(whole[f.name].load(i) for i in ids), return_exceptions=True)
+        found = [e for group in edges if isinstance(group, list) for e in group]
+        await prefetch_ends(loaders, found, list(_fields(f.selections)))
+
+
+async def prefetch_ends(loaders: Loaders, edges: list[Any], selected: list[SelectedField]) -> None:
+    """Load the versions at the ends of lineage `edges` (rows or `LineageEdge`s) that `selected`
+    (the edge's fields) names, and their models when those are asked for (`ref`, `model`)."""
+    ends = {f.name: list(_fields(f.selections)) for f in selected if f.name in ("child", "parent")}
+    if not ends or not edges:
+        return
+    version_ids: set[int] = set()
+    if "child" in ends:
+        version_ids.update(e.child_id for e in edges)
+    if "parent" in ends:
+        version_ids.update(e.parent_version_id for e in edges if e.parent_version_id is not None)
+    found = await asyncio.gather(*(loaders.version.load(i) for i in sorted(version_ids)), return_exceptions=True)
+    if any(g.name in ("ref", "model") for inner in ends.values() for g in inner):
+        model_ids = sorted({v.model_id for v in found if isinstance(v, VersionRow)})
+        await asyncio.gather(*(loaders.model.load(i) for i in model_ids), return_exceptions=True)

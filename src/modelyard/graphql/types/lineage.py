@@ -8,8 +8,9 @@ import strawberry
 
 from modelyard.catalog import lineage
 from modelyard.catalog.lineage import Relation
-from modelyard.db.tables import LineageEdgeRow
+from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, VersionRow
 from modelyard.graphql.context import Info
+from modelyard.graphql.prefetch import soon
 from modelyard.graphql.types.dataset import DatasetVersion
 from modelyard.graphql.types.enums import RelationEnum
 from modelyard.graphql.types.version import ModelVersion
@@ -49,16 +50,24 @@ class LineageEdge:
         )
 
     @strawberry.field
-    async def child(self, info: Info) -> ModelVersion:
-        return ModelVersion(row=await info.context.loaders.version.load(self.child_id))
+    def child(self, info: Info) -> ModelVersion:
+        return soon(info.context.loaders.version, self.child_id, _version)
 
     @strawberry.field
-    async def parent(self, info: Info) -> LineageNode:
+    def parent(self, info: Info) -> LineageNode:
         loaders = info.context.loaders
         if self.parent_version_id is not None:
-            return ModelVersion(row=await loaders.version.load(self.parent_version_id))
+            return soon(loaders.version, self.parent_version_id, _version)
         assert self.parent_dataset_id is not None
-        return DatasetVersion(row=await loaders.dataset_version.load(self.parent_dataset_id))
+        return soon(loaders.dataset_version, self.parent_dataset_id, _dataset_version)
+
+
+def _version(row: VersionRow) -> ModelVersion:
+    return ModelVersion(row=row)
+
+
+def _dataset_version(row: DatasetVersionRow) -> DatasetVersion:
+    return DatasetVersion(row=row)
 
 
 @strawberry.type(description="The versions and datasets around one version, and the edges between them.")

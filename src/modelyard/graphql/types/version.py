@@ -16,7 +16,13 @@ from modelyard.catalog.versions import Status
 from modelyard.db.tables import LineageEdgeRow, VersionRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
-from modelyard.graphql.prefetch import check_keys, soon, soon_many
+from modelyard.graphql.prefetch import (
+    check_keys,
+    prefetch_ends,
+    selected_edge_fields,
+    soon,
+    soon_many,
+)
 from modelyard.graphql.scalars import JSON, Long
 from modelyard.graphql.types.artifact import Artifact, ModelInfo, Signature, TensorSpec
 from modelyard.graphql.types.common import (
@@ -205,13 +211,15 @@ class ModelVersion(Node):
         from modelyard.graphql.types.lineage import LineageEdge
 
         key = (self.row.id, Direction.UP.value, check_depth(info, depth))
-        edges = [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
-        return await visible_edges(info, edges)
+        edges = await visible_edges(info, [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)])
+        await prefetch_ends(info.context.loaders, edges, selected_edge_fields(info))
+        return edges
 
     @strawberry.field(description="Edges up to `depth` generations down, nearest first (one recursive query).")
     async def descendants(self, info: Info, depth: int = 10) -> list[EdgeT]:
         from modelyard.graphql.types.lineage import LineageEdge
 
         key = (self.row.id, Direction.DOWN.value, check_depth(info, depth))
-        edges = [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)]
-        return await visible_edges(info, edges)
+        edges = await visible_edges(info, [LineageEdge.from_walk(e) for e in await info.context.loaders.walks.load(key)])
+        await prefetch_ends(info.context.loaders, edges, selected_edge_fields(info))
+        return edges
