@@ -171,6 +171,14 @@ CASES: dict[str, Callable[[str], Call]] = {
         {"status": was(None, "READY"), "params": was(None, {"lr": 0.01}),
          "lineage": was(None, [f"DISTILLED_FROM {m}:1"])},
     ),
+    "createVersions": lambda m: Call(
+        "mutation($i: [CreateVersionInput!]!) { createVersions(input: $i) { ref } }",
+        {"i": [{"model": m, "params": [{"key": "lr", "value": 0.02}],
+                "lineage": [{"parent": f"{m}:2", "relation": "QUANTIZED_FROM"}]}]},
+        "VERSION_CREATED", "ModelVersion", f"{m}:5", m,
+        {"status": was(None, "READY"), "params": was(None, {"lr": 0.02}),
+         "lineage": was(None, [f"QUANTIZED_FROM {m}:2"])},
+    ),
     "updateVersion": lambda m: Call(
         "mutation($i: UpdateVersionInput!) { updateVersion(input: $i) { ref } }",
         {"i": {"ref": f"{m}:1", "description": "better", "tags": [{"key": "stage", "value": "prod"}]}},
@@ -304,6 +312,12 @@ FAILURES: dict[str, Callable[[str], Failure]] = {
         {"i": {"model": m, "params": [{"key": "lr", "value": 1}],
                "lineage": [{"parent": f"{m}:1", "relation": "DISTILLED_FROM"},
                            {"parent": f"{m}:99", "relation": "DERIVED_FROM"}]}}, "NOT_FOUND",
+    ),
+    "createVersions": lambda m: Failure(
+        CASES["createVersions"](m).document,
+        {"i": [{"model": m, "params": [{"key": "lr", "value": 1}]},
+               {"model": m, "lineage": [{"parent": f"{m}:5", "relation": "DERIVED_FROM"},
+                                        {"parent": f"{m}:99", "relation": "DERIVED_FROM"}]}]}, "NOT_FOUND",
     ),
     "updateVersion": lambda m: Failure(
         CASES["updateVersion"](m).document, {"i": {"ref": f"{m}:99", "description": "lost"}}, "NOT_FOUND",

@@ -79,3 +79,16 @@ async def test_prefetched_answers_equal_the_ordinary_path(gql: GraphQLClient, ca
 async def test_a_bad_key_still_fails_its_own_field(gql: GraphQLClient, catalog: None) -> None:
     body = await gql.raw(SEARCH % (3, 'ref param(key: "no spaces") { value }'))
     assert body["errors"][0]["extensions"]["code"] == "INVALID" and "no spaces" in body["errors"][0]["message"]
+
+
+async def test_light_version_rows_read_what_the_orm_reads(gql: GraphQLClient) -> None:
+    """Pages read versions without the ORM; a version answered from the ORM row that
+    createVersion wrote has the same times, run and signature-less facts."""
+    await model(gql, "t")
+    fields = "ref number status description manifestDigest createdAt updatedAt createdBy run { runId startedAt } modelInfo { opset }"
+    created = (await gql.ok(f"""mutation {{ createVersion(input: {{model: "t", description: "d",
+        run: {{runId: "r1", startedAt: "2026-01-02T03:04:05.678901+02:00"}}}}) {{ {fields} }} }}"""))["createVersion"]
+    page = (await gql.ok(f'{{ versions(filter: {{model: "t"}}) {{ nodes {{ {fields} }} }} }}'))["versions"]["nodes"]
+    listed = (await gql.ok(f'{{ model(name: "t") {{ versions {{ nodes {{ {fields} }} }} }} }}'))["model"]["versions"]["nodes"]
+    assert page == listed == [created]
+    assert created["run"] == {"runId": "r1", "startedAt": "2026-01-02T03:04:05.678901+02:00"}

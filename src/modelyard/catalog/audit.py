@@ -84,6 +84,29 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Event:
+    """One event to append (`record_many`): the arguments of `record`."""
+
+    actor: str
+    kind: EventKind
+    object_type: str
+    object_ref: str
+    model: str | None = None
+    changes: dict[str, Any] | None = None
+    scope: str | None = None
+
+    def row(self) -> AuditEventRow:
+        """The unsaved row; `scope` is the model or dataset name whose namespace the event
+        belongs to (default `model`)."""
+        owner = self.scope or self.model
+        namespace = owner.split("/", 1)[0] if owner and "/" in owner else ""
+        return AuditEventRow(
+            actor=self.actor, kind=self.kind.value, model=self.model, namespace=namespace,
+            object_type=self.object_type, object_ref=self.object_ref[:300], changes=self.changes or {},
+        )
+
+
 async def record(
     actor: str,
     kind: EventKind,
@@ -98,19 +121,40 @@ async def record(
 
     `scope` is the model or dataset name whose namespace the event belongs to (default `model`).
     """
+    sql = await _lock()
+    row = Event(actor, kind, object_type, object_ref, model, changes, scope).row()
+    await row.save()
+    await _notify(sql, row.id)
+    return row
+
+
+async def record_many(events: list[Event]) -> None:
+    """Append events in list order (their ids ascend in it), as `record` appends one: under the
+    same lock, in one INSERT, with one notification. Call inside the change's transaction, last."""
+    if not events:
+        return
+    sql = await _lock()
+    await AuditEventRow.bulk_create([e.row() for e in events])
+    await _notify(sql, None)
+
+
+async def _lock() -> Sql:
+    """On PostgreSQL, the lock that makes events commit in id order (see the module docstring)."""
     sql = Sql()
     if sql.dialect == "postgres":
         await sql.rows(f"SELECT pg_advisory_xact_lock({sql.p(_EVENTS_LOCK)})")
-    owner = scope or model
-    namespace = owner.split("/", 1)[0] if owner and "/" in owner else ""
-    row = await AuditEventRow.create(
-        actor=actor, kind=kind.value, model=model, namespace=namespace,
-        object_type=object_type, object_ref=object_ref[:300], changes=changes or {},
-    )
-    if sql.dialect == "postgres":
-        notify = Sql()
-        await notify.rows(f"SELECT pg_notify({notify.p(CHANNEL)}, {notify.p(str(row.id))})")
-    return row
+    return sql
+
+
+async def _notify(locked: Sql, event_id: int | None) -> None:
+    """Wake every replica at commit (PostgreSQL); the payload is the newest event's id. None: the
+    newest id in the table, which under the lock is the last one this transaction inserted."""
+    if locked.dialect != "postgres":
+        return
+    sql = Sql()
+    channel = sql.p(CHANNEL)
+    newest = sql.p(str(event_id)) if event_id is not None else "(SELECT max(id) FROM audit_event)::text"
+    await sql.rows(f"SELECT pg_notify({channel}, {newest})")
 
 
 @dataclass

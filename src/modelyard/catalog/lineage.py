@@ -79,12 +79,20 @@ class Edge:
     depth: int
 
 
-async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
-    """Resolve every parent ref; refuse duplicates and too many parents."""
+async def resolve_parents(
+    specs: list[ParentSpec], known: dict[tuple[str, int], VersionRow] | None = None
+) -> list[ResolvedParent]:
+    """Resolve every parent ref; refuse duplicates and too many parents.
+
+    `known`: versions by (model name, number), for resolving the parents of many versions in one
+    transaction. A `name:N` ref found there costs no query (the caller's new versions may be in
+    it before they are inserted), and what `name:N` refs find is added (a number names the same
+    version for good; the caller holds `lock_lineage`, so it stays).
+    """
     if len(specs) > MAX_PARENTS:
         raise InvalidError(f"a version may have at most {MAX_PARENTS} lineage parents")
     out: list[ResolvedParent] = []
-    seen: set[tuple[str, str, int]] = set()
+    seen: set[tuple[Relation, str]] = set()  # labels, not ids: a `known` version may have none yet
     for spec in specs:
         # Labels name what the ref resolved to (`base:2`, not `base@prod`): audit entries stay true
         # after an alias moves.
@@ -94,26 +102,38 @@ async def resolve_parents(specs: list[ParentSpec]) -> list[ResolvedParent]:
             parent = ResolvedParent(spec.relation, label, dataset_version=dv)
         else:
             ref = parse_ref(spec.parent)
-            version = await resolve_version(ref)
+            key = (ref.model.full, ref.number) if ref.number is not None else None
+            version = known.get(key) if known is not None and key is not None else None
+            if version is None:
+                version = await resolve_version(ref)
+                if known is not None and key is not None:
+                    known[key] = version
             parent = ResolvedParent(spec.relation, f"{ref.model.full}:{version.number}", version=version)
-        if parent.key in seen:
+        if (parent.relation, parent.label) in seen:
             raise InvalidError(f"lineage parent {spec.parent!r} ({spec.relation.value}) is given twice")
-        seen.add(parent.key)
+        seen.add((parent.relation, parent.label))
         out.append(parent)
     return out
 
 
-async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bool = False) -> None:
-    """Insert edges from `child`, refusing self-edges, duplicates and cycles. Call in a transaction.
-
-    A `new` version has no edges and no descendants yet: nothing to check against.
-    """
+async def add_edges(child: VersionRow, parents: list[ResolvedParent]) -> None:
+    """Insert edges from an existing `child`, refusing self-edges, duplicates and cycles. Call in a
+    transaction."""
     if not parents:
         return
     await lock_lineage()
     await _check_parents_exist(parents)
-    if not new:
-        await _check_new_edges(child, parents)
+    await _check_new_edges(child, parents)
+    await insert_new_edges([(child, parents)])
+
+
+async def insert_new_edges(children: list[tuple[VersionRow, list[ResolvedParent]]]) -> None:
+    """Insert the edges of versions created in this transaction, all in one statement.
+
+    Nothing to check: a new version has no edges and no descendants yet (its parents existed
+    before it), and the caller resolved the parents after taking `lock_lineage`, which deleting a
+    model takes first too, so they still exist.
+    """
     await LineageEdgeRow.bulk_create(
         [
             LineageEdgeRow(
@@ -122,6 +142,7 @@ async def add_edges(child: VersionRow, parents: list[ResolvedParent], *, new: bo
                 parent_dataset_id=p.dataset_version.id if p.dataset_version else None,
                 relation=p.relation.value,
             )
+            for child, parents in children
             for p in parents
         ]
     )

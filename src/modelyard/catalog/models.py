@@ -61,8 +61,13 @@ async def get_model(name: str) -> ModelRow:
     full = parse_name(name).full
     row = await ModelRow.get_or_none(full_name=full)
     if row is None:
-        raise NotFoundError(f"model {full!r} does not exist")
+        raise missing_model(full)
     return row
+
+
+def missing_model(full: str) -> NotFoundError:
+    """The error for a model name (`parse_name(...).full`) that no model has."""
+    return NotFoundError(f"model {full!r} does not exist")
 
 
 async def create_model(

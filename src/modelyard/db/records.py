@@ -7,12 +7,9 @@ attributes the ORM rows have, so code that takes either reads them alike.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeVar
-
-from tortoise.models import Model
-
-M = TypeVar("M", bound=Model)
+from typing import Any, NamedTuple, Protocol
 
 
 class ParamRecord(NamedTuple):
@@ -51,8 +48,55 @@ def metrics(rows: list[Any]) -> list[MetricRecord]:
     return [MetricRecord(r[0], r[1], r[2], r[3], db_time(r[4])) for r in rows]
 
 
-def orm_row(table: type[M], row: dict[str, Any]) -> M:
-    """An ORM instance of `table` from a raw row holding all its columns (extra ones are ignored),
-    built as Tortoise builds the rows of its own queries: for raw SQL whose rows the ORM must own
-    (a windowed page fetched with its rows in one statement)."""
-    return table._init_from_db(**row)
+
+VERSION_COLUMNS = ("id, model_id, number, description, status, manifest_digest, created_by, created_at, "
+                   "updated_at, run, onnx")
+
+
+class VersionLike(Protocol):
+    """A stored version as the read paths use it: a `VersionRow` or a `VersionRecord`."""
+
+    id: int
+    model_id: int
+    number: int
+    description: str
+    status: str
+    manifest_digest: str
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def run(self) -> dict[str, Any] | None: ...
+
+    @property
+    def onnx(self) -> dict[str, Any] | None: ...
+
+
+class VersionRecord:
+    """A version read without the ORM (VERSION_COLUMNS, in order); `run` and `onnx` are decoded
+    when first asked for, as most pages never ask."""
+
+    __slots__ = ("_onnx", "_run", "created_at", "created_by", "description", "id", "manifest_digest",
+                 "model_id", "number", "status", "updated_at")
+
+    def __init__(self, row: Any) -> None:
+        (self.id, self.model_id, self.number, self.description, self.status, self.manifest_digest,
+         self.created_by, created, updated, self._run, self._onnx) = row
+        self.created_at, self.updated_at = db_time(created), db_time(updated)
+
+    @property
+    def run(self) -> dict[str, Any] | None:
+        if isinstance(self._run, str):
+            self._run = json.loads(self._run)
+        return self._run  # type: ignore[no-any-return]
+
+    @property
+    def onnx(self) -> dict[str, Any] | None:
+        if isinstance(self._onnx, str):
+            self._onnx = json.loads(self._onnx)
+        return self._onnx  # type: ignore[no-any-return]
+
+
+def versions(rows: list[Any]) -> list[VersionRecord]:
+    return [VersionRecord(r) for r in rows]

@@ -14,6 +14,7 @@ from tortoise.functions import Count, Max
 
 from modelyard.catalog import lineage
 from modelyard.db import records
+from modelyard.db.records import VersionLike
 from modelyard.db.sql import Sql
 from modelyard.db.tables import (
     AliasRow,
@@ -45,6 +46,15 @@ def _by_id(table: Any) -> Callable[[Sequence[int]], Awaitable[list[Any]]]:
     return load
 
 
+async def _versions_by_id(ids: Sequence[int]) -> list[Any]:
+    """Light version rows by id; an id that vanished (deleted meanwhile) fails only its own field."""
+    sql = Sql()
+    found = {r.id: r for r in records.versions(
+        await sql.tuples(f"SELECT {records.VERSION_COLUMNS} FROM model_version WHERE id IN ({sql.many(sorted(set(ids)))})"))}
+    gone = NotFoundError("model_version was deleted while the request ran")
+    return [found.get(i, gone) for i in ids]
+
+
 def _grouped(table: Any, column: str, order: str = "id") -> Callable[[Sequence[int]], Awaitable[list[list[Any]]]]:
     async def load(ids: Sequence[int]) -> list[list[Any]]:
         groups: dict[int, list[Any]] = defaultdict(list)
@@ -55,10 +65,10 @@ def _grouped(table: Any, column: str, order: str = "id") -> Callable[[Sequence[i
     return load
 
 
-async def _version_pages(keys: Sequence[tuple[int, int, int, bool]]) -> list[tuple[list[VersionRow], bool]]:
+async def _version_pages(keys: Sequence[tuple[int, int, int, bool]]) -> list[tuple[list[VersionLike], bool]]:
     """Newest-first pages of several models' versions (model id, first, offset, with archived
     ones): one windowed query per archived/not, whatever the number of models."""
-    found: dict[tuple[int, int, int, bool], tuple[list[VersionRow], bool]] = {}
+    found: dict[tuple[int, int, int, bool], tuple[list[VersionLike], bool]] = {}
     for archived in {k[3] for k in keys}:
         group = [k for k in keys if k[3] is archived]
         for key, page in zip(group, await _pages_of(group, archived), strict=True):
@@ -66,25 +76,25 @@ async def _version_pages(keys: Sequence[tuple[int, int, int, bool]]) -> list[tup
     return [found[k] for k in keys]
 
 
-async def _pages_of(keys: Sequence[tuple[int, int, int, bool]], archived: bool) -> list[tuple[list[VersionRow], bool]]:
+async def _pages_of(keys: Sequence[tuple[int, int, int, bool]], archived: bool) -> list[tuple[list[VersionLike], bool]]:
     sql = Sql()
     model_ids = sorted({k[0] for k in keys})
     start = min(k[2] for k in keys)
     end = max(k[1] + k[2] for k in keys) + 1
     models = sql.many(model_ids)  # placeholders in the order they appear in the text
     status = "" if archived else f" AND v.status <> {sql.p('ARCHIVED')}"
-    rows = await sql.rows(
+    rows = await sql.tuples(
         f"""
-        SELECT v.*, ranked.rn AS rn FROM (
+        SELECT {", ".join(f"v.{c}" for c in records.VERSION_COLUMNS.split(", "))}, ranked.rn FROM (
             SELECT v.id, ROW_NUMBER() OVER (PARTITION BY v.model_id ORDER BY v.number DESC) AS rn
             FROM model_version v WHERE v.model_id IN ({models}){status}
         ) ranked JOIN model_version v ON v.id = ranked.id
         WHERE ranked.rn > {int(start)} AND ranked.rn <= {int(end)} ORDER BY v.model_id, ranked.rn
         """
     )
-    by_model: dict[int, dict[int, VersionRow]] = defaultdict(dict)
+    by_model: dict[int, dict[int, VersionLike]] = defaultdict(dict)
     for r in rows:
-        by_model[r["model_id"]][int(r["rn"])] = records.orm_row(VersionRow, r)
+        by_model[r[1]][int(r[-1])] = records.VersionRecord(r[:-1])
     out = []
     for model_id, first, offset, _ in keys:
         ranked = by_model.get(model_id, {})
@@ -193,7 +203,7 @@ class Loaders:
     """Fresh loaders for one request; results come back in key order."""
 
     model: DataLoader[int, ModelRow] = field(default_factory=lambda: _loader(_by_id(ModelRow)))
-    version: DataLoader[int, VersionRow] = field(default_factory=lambda: _loader(_by_id(VersionRow)))
+    version: DataLoader[int, VersionLike] = field(default_factory=lambda: _loader(_versions_by_id))
     dataset: DataLoader[int, DatasetRow] = field(default_factory=lambda: _loader(_by_id(DatasetRow)))
     dataset_version: DataLoader[int, DatasetVersionRow] = field(
         default_factory=lambda: _loader(_by_id(DatasetVersionRow))
@@ -234,7 +244,7 @@ class Loaders:
     dataset_versions: DataLoader[int, list[DatasetVersionRow]] = field(
         default_factory=lambda: _loader(_grouped(DatasetVersionRow, "dataset_id", "-id"))
     )
-    version_pages: DataLoader[tuple[int, int, int, bool], tuple[list[VersionRow], bool]] = field(
+    version_pages: DataLoader[tuple[int, int, int, bool], tuple[list[VersionLike], bool]] = field(
         default_factory=lambda: _loader(_version_pages)
     )
     version_counts: DataLoader[tuple[int, bool], int] = field(default_factory=lambda: _loader(_version_counts))
@@ -249,7 +259,7 @@ class Loaders:
         """Share a model row a resolver already fetched with the loaders."""
         self.model.prime(row.id, row)
 
-    def prime_versions(self, rows: Iterable[VersionRow]) -> None:
+    def prime_versions(self, rows: Iterable[VersionLike]) -> None:
         """Share rows a resolver already fetched with the loaders."""
         for r in rows:
             self.version.prime(r.id, r)

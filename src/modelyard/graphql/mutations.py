@@ -76,7 +76,30 @@ class Mutation:
         reader = policy.read_namespace(info.context.caller, info.context.settings.public_read)
         row = await versions.create_version(input.spec(), actor=info.context.actor, inspect=inspect,
                                             namespace=reader)
+        info.context.loaders.prime_model(row.model)
         return ModelVersion(row=row)
+
+    @strawberry.mutation(
+        permission_classes=WRITE,
+        description=f"Create many versions in one transaction, at most {versions.MAX_BATCH}, in the "
+        "order given, each as `createVersion` would (numbers, lineage checks, events): a later one may "
+        "name an earlier one as a lineage parent (`m:3`). All or nothing: an error names the item "
+        "(`createVersions item 3: …`) and nothing of the batch remains.",
+    )
+    async def create_versions(self, info: Info, input: list[CreateVersionInput]) -> list[ModelVersion] | None:
+        versions.check_batch(len(input))
+        specs = []
+        for i, item in enumerate(input):
+            with versions.batch_item(i):
+                specs.append(item.spec())
+        store = info.context.store
+        inspect = partial(signatures.inspect_onnx, store) if store is not None else None
+        reader = policy.read_namespace(info.context.caller, info.context.settings.public_read)
+        rows = await versions.create_versions(specs, actor=info.context.actor, inspect=inspect,
+                                              namespace=reader)
+        for row in rows:
+            info.context.loaders.prime_model(row.model)
+        return [ModelVersion(row=row) for row in rows]
 
     @strawberry.mutation(permission_classes=WRITE, description="Change a version's description, tags or run info.")
     async def update_version(self, info: Info, input: UpdateVersionInput) -> ModelVersion | None:

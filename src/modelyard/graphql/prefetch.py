@@ -11,14 +11,14 @@ simply take the ordinary path: the look-ahead changes when rows are read, never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 from strawberry.dataloader import DataLoader
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from modelyard.catalog.refs import check_key
-from modelyard.db.tables import VersionRow
+from modelyard.db.records import VersionLike
 from modelyard.errors import LimitError, ModelyardError
 from modelyard.graphql.context import Info
 from modelyard.graphql.loaders import Loaders
@@ -98,7 +98,7 @@ def selected_edge_fields(info: Info) -> list[SelectedField]:
     return [g for f in _fields(info.selected_fields) for g in _fields(f.selections)]
 
 
-async def prefetch(info: Info, rows: list[VersionRow]) -> None:
+async def prefetch(info: Info, rows: Sequence[VersionLike]) -> None:
     """Load, for every row, what the page's fields will ask of the loaders. A loader's error is
     left in its cache for the field that asks to report, as it would without the look-ahead."""
     if not rows:
@@ -145,5 +145,5 @@ async def prefetch_ends(loaders: Loaders, edges: list[Any], selected: list[Selec
         version_ids.update(e.parent_version_id for e in edges if e.parent_version_id is not None)
     found = await asyncio.gather(*(loaders.version.load(i) for i in sorted(version_ids)), return_exceptions=True)
     if any(g.name in ("ref", "model") for inner in ends.values() for g in inner):
-        model_ids = sorted({v.model_id for v in found if isinstance(v, VersionRow)})
+        model_ids = sorted({v.model_id for v in found if not isinstance(v, BaseException)})
         await asyncio.gather(*(loaders.model.load(i) for i in model_ids), return_exceptions=True)

@@ -8,7 +8,8 @@ import strawberry
 
 from modelyard.catalog import lineage
 from modelyard.catalog.lineage import Relation
-from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow, VersionRow
+from modelyard.db.records import VersionLike
+from modelyard.db.tables import DatasetVersionRow, LineageEdgeRow
 from modelyard.graphql.context import Info
 from modelyard.graphql.prefetch import soon
 from modelyard.graphql.types.dataset import DatasetVersion
@@ -62,7 +63,7 @@ class LineageEdge:
         return soon(loaders.dataset_version, self.parent_dataset_id, _dataset_version)
 
 
-def _version(row: VersionRow) -> ModelVersion:
+def _version(row: VersionLike) -> ModelVersion:
     return ModelVersion(row=row)
 
 

@@ -13,7 +13,8 @@ from modelyard.catalog import policy
 from modelyard.catalog.lineage import Direction
 from modelyard.catalog.refs import check_key
 from modelyard.catalog.versions import Status
-from modelyard.db.tables import LineageEdgeRow, VersionRow
+from modelyard.db.records import VersionLike
+from modelyard.db.tables import LineageEdgeRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
 from modelyard.graphql.prefetch import (
@@ -83,7 +84,7 @@ def check_depth(info: Info, depth: int) -> int:
 class ModelVersion(Node):
     """Columns of the row are plain attributes, copied once (resolvers cost more per field)."""
 
-    row: strawberry.Private[VersionRow]
+    row: strawberry.Private[VersionLike]
     number: int = 0
     status: StatusEnum = Status.READY  # type: ignore[valid-type]
     description: str = ""
