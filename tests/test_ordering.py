@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -164,3 +165,22 @@ async def test_ordered_page_statements_do_not_grow(gql: GraphQLClient, catalog: 
         counts.append(len(sql_log.catalog))
     # search, version rows, their models, the page's params, the page's metrics
     assert counts == [5, 5, 5], counts
+
+
+async def test_by_model_name_sqlite_walks_the_indexes_without_sorting(
+    gql: GraphQLClient, catalog: list[dict[str, Any]], sql_log: SqlLog, settings: Any,
+) -> None:
+    """Ordered by (model name, number), SQLite reads models by name and each one's versions by
+    number, and stops at the page's end: no sort of every match (PostgreSQL plans for itself)."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("a SQLite plan")
+    order = [{"field": "MODEL_NAME", "descending": False}, {"field": "NUMBER", "descending": False}]
+    sql_log.reset()
+    await gql.ok(SEARCH, {"o": order, "first": 3, "f": {"metrics": [{"key": "accuracy", "gt": 0.5}]}})
+    (statement,) = [s for s in sql_log.catalog if "ORDER BY k0" in s]
+    path = settings.database_url.removeprefix("sqlite://")
+    with sqlite3.connect(path) as conn:
+        values = ["ARCHIVED", "accuracy", 0.5]
+        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + statement, values)]
+    assert plan[0].startswith("SCAN m USING COVERING INDEX"), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan

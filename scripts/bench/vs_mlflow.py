@@ -5,30 +5,43 @@ starts `mlflow server` (SQLite backend, artifacts proxied to a local folder, one
 `python -m modelyard.cli serve` (SQLite, local blob store) on free loopback ports, each with a
 fresh data dir in one temp dir, and seeds both over HTTP with the same data:
 
-    M models × V versions, each version with P params (lr, epochs, … of mixed types) and two
-    metrics (accuracy, loss); version n of a model is fine-tuned from version n-1; a chain of 21
-    one-version models, each fine-tuned from the one before, for the ancestry walk.
+    M models × V versions, each version with P params (lr, epochs, … of mixed types) and ten
+    metrics (accuracy, loss, f1, precision, recall, auc, val_loss, val_accuracy, latency_ms,
+    throughput); version n of a model is fine-tuned from version n-1; two aliases a model
+    (champion → V/2, challenger → V); a chain of 21 one-version models, each fine-tuned from
+    the one before, for the ancestry walk.
 
 MLflow has no typed params and no lineage, so there a version is a run (params as strings and
-metrics in one `runs/log-batch`) plus a registered model version whose source is the run, and the
-parent is a model-version tag `parent=<model>:<n>`. Both are driven over their REST/GraphQL APIs
-with httpx; an event hook counts every HTTP request each operation sends. Per operation, p50 and
-p95 over R repetitions (after a few untimed ones):
+metrics in one `runs/log-batch`, named `<model>-v<number, 4 digits>`) plus a registered model
+version whose source is the run, and the parent is a model-version tag `parent=<model>:<n>`.
+Both are driven over their REST/GraphQL APIs with httpx; an event hook counts every HTTP request
+each operation sends. Each answer is checked against the data (both systems must return the same
+versions, params, metrics, aliases, parents, ancestors, in the same order). Per operation, p50 and
+p95 over R repetitions (after a few untimed ones), MLflow's p50 over modelyard's, and the load
+average (1 min) before and after:
 
-    model page      a model with its V versions, their params, metrics and parents
-    search          versions with lr < 1e-3 and accuracy > 0.9, all pages; the two result sets
-                    must be equal. MLflow compares params only as strings (`<` is refused), so
-                    its user filters by the metric on the server and by lr on the client, then
-                    maps runs to model versions
-    ancestry        the 20 ancestors of the chain's tip; MLflow: follow the tag, one GET a step
-    create          a version with P params, two metrics, a tag and a parent
+    seeding         the catalog through the API, versions/s, SEED_THREADS models at a time
+                    (modelyard: createModel + createVersions + setAlias in one request a model;
+                    MLflow: registered-models/create, 4 requests a version, 1 an alias)
+    model page      a model with its V versions, their params, metrics, aliases and parents;
+                    MLflow with one runs/search `run_id IN (…)` for the runs, and again with
+                    one runs/get per version (as `MlflowClient.get_run`)
+    search          versions with lr < 1e-3 and accuracy > 0.9, the first 100 ordered by (model
+                    name, version number), with their params and metrics; modelyard: one
+                    `versions(filter:, orderBy:)` query. MLflow compares params only as strings
+                    (`<` is refused), so its user filters by the metric on the server, ordered
+                    by run name, 100 runs a page, by lr on the client until 100 pass, then maps
+                    runs to model versions (model-versions/search `run_id IN (…)`)
+    ancestry        the 20 ancestors of the chain's tip, each with its params; MLflow: follow
+                    the tag, one GET a step, then one runs/search for the ancestors' params
+    create          a version with P params, ten metrics, a tag and a parent
     upload          a file of --size (1 GiB) as a new version's artifact, timed from the file
                     on disk to the version created (modelyard: sha256 of the file, which the
                     content address needs, PUT, createVersion; MLflow: run, PUT, finish, register)
     download        that version's artifact to a file + fsync (metadata lookups included)
 
     python scripts/bench/vs_mlflow.py --quick      # 10 models, 64 MiB, 10 repetitions
-    python scripts/bench/vs_mlflow.py [--models 50 --versions 20 --params 30 --requests 50]
+    python scripts/bench/vs_mlflow.py [--models 200 --versions 20 --params 30 --requests 50]
                                       [--size 1GiB --blob-reps 3] [--dir /some/disk]
                                       [--write-doc docs/benchmarks.md]
 """
@@ -68,7 +81,15 @@ STARTUP_SECONDS = 240  # MLflow imports a lot; on a busy 2-CPU machine it takes 
 IO_CHUNK = MIB
 CHAIN = 20  # ancestors walked
 LR_BELOW, ACCURACY_ABOVE = 1e-3, 0.9
-FULL = {"models": 25, "versions": 20, "params": 30, "requests": 50, "size": GIB, "blob_reps": 3}
+SEARCH_FIRST = 100  # versions the search returns (modelyard `first:`, MLflow `max_results`)
+# the ten metrics of every version and the range each is drawn from
+METRICS: dict[str, tuple[float, float]] = {
+    "accuracy": (0.5, 0.99), "loss": (0.01, 2.0), "f1": (0.4, 0.99), "precision": (0.4, 0.99),
+    "recall": (0.4, 0.99), "auc": (0.5, 0.999), "val_loss": (0.01, 2.5), "val_accuracy": (0.45, 0.98),
+    "latency_ms": (1.0, 250.0), "throughput": (10.0, 5000.0),
+}
+BATCH_MAX = 500  # inputs a createVersions call takes
+FULL = {"models": 200, "versions": 20, "params": 30, "requests": 50, "size": GIB, "blob_reps": 3}
 QUICK = {"models": 10, "versions": 20, "params": 30, "requests": 10, "size": 64 * MIB, "blob_reps": 2}
 MV_API = "/api/2.0/mlflow"
 ART_API = "/api/2.0/mlflow-artifacts/artifacts"
@@ -106,7 +127,7 @@ def parse_size(text: str) -> int:
 def parse_options(argv: Sequence[str]) -> Options:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 models, 64 MiB, 10 repetitions")
-    parser.add_argument("--models", type=int, help="models (default 50; quick 10)")
+    parser.add_argument("--models", type=int, help="models (default 200; quick 10)")
     parser.add_argument("--versions", type=int, help="versions per model (default 20)")
     parser.add_argument("--params", type=int, help="params per version (default 30)")
     parser.add_argument("--requests", type=int, help="timed repetitions per operation (default 50)")
@@ -136,13 +157,25 @@ class Version:
     model: str
     number: int
     params: list[tuple[str, Any]]
-    accuracy: float
-    loss: float
+    metrics: list[tuple[str, float]]
     parent: str | None  # `model:n`
 
     @property
     def ref(self) -> str:
         return f"{self.model}:{self.number}"
+
+    @property
+    def run_name(self) -> str:
+        """MLflow's run of this version: `model-000-v0007`, so runs sort as (model, number)."""
+        return f"{self.model}-v{self.number:04d}"
+
+    @property
+    def accuracy(self) -> float:
+        return dict(self.metrics)["accuracy"]
+
+    @property
+    def lr(self) -> float:
+        return float(dict(self.params)["lr"])
 
 
 def random_params(rng: random.Random, count: int) -> list[tuple[str, Any]]:
@@ -165,8 +198,13 @@ def random_params(rng: random.Random, count: int) -> list[tuple[str, Any]]:
 
 
 def new_version(rng: random.Random, model: str, number: int, params: int, parent: str | None) -> Version:
-    return Version(model, number, random_params(rng, params), rng.uniform(0.5, 0.99),
-                   rng.uniform(0.01, 2.0), parent)
+    metrics = [(key, rng.uniform(lo, hi)) for key, (lo, hi) in METRICS.items()]
+    return Version(model, number, random_params(rng, params), metrics, parent)
+
+
+def aliases(versions: int) -> dict[str, int]:
+    """The aliases of every model of the catalog: name → version number."""
+    return {"champion": max(1, versions // 2), "challenger": versions}
 
 
 def catalog(opts: Options) -> tuple[list[Version], list[Version]]:
@@ -180,6 +218,14 @@ def catalog(opts: Options) -> tuple[list[Version], list[Version]]:
     chain = [new_version(rng, f"chain-{k:02d}", 1, opts.params, f"chain-{k - 1:02d}:1" if k else None)
              for k in range(CHAIN + 1)]
     return out, chain
+
+
+def by_model(versions: list[Version]) -> dict[str, list[Version]]:
+    """Versions grouped by model, in order."""
+    out: dict[str, list[Version]] = {}
+    for v in versions:
+        out.setdefault(v.model, []).append(v)
+    return out
 
 
 def mlflow_value(value: Any) -> str:
@@ -400,35 +446,41 @@ def my_version_input(v: Version, artifacts: list[dict[str, str]] | None = None) 
     return {
         "model": v.model,
         "params": [{"key": k, "value": val} for k, val in v.params],
-        "metrics": [{"key": "accuracy", "value": v.accuracy}, {"key": "loss", "value": v.loss}],
+        "metrics": [{"key": k, "value": val} for k, val in v.metrics],
         "tags": [{"key": "stage", "value": "candidate"}],
         "lineage": [{"parent": v.parent, "relation": "FINE_TUNED_FROM"}] if v.parent else [],
         "artifacts": artifacts or [],
     }
 
 
-def my_create_many(c: Counted, model: str | None, versions: list[Version]) -> None:
-    """createModel (when `model`) and createVersion for each version, in one request."""
-    decl, body, variables = [], [], {}
-    if model:
-        decl.append("$m: CreateModelInput!")
-        body.append("m: createModel(input: $m) { name }")
-        variables["m"] = {"name": model}
-    for i, v in enumerate(versions):
-        decl.append(f"$v{i}: CreateVersionInput!")
-        body.append(f"v{i}: createVersion(input: $v{i}) {{ number }}")
-        variables[f"v{i}"] = my_version_input(v)
-    gql(c, f"mutation({', '.join(decl)}) {{ {' '.join(body)} }}", variables)
+def my_seed_model(c: Counted, model: str, versions: list[Version], alias: dict[str, int]) -> None:
+    """createModel, createVersions (BATCH_MAX a call) and a setAlias each: one request a model
+    (one per BATCH_MAX versions beyond)."""
+    for start in range(0, len(versions), BATCH_MAX):
+        chunk = versions[start:start + BATCH_MAX]
+        decl, body = ["$vs: [CreateVersionInput!]!"], ["vs: createVersions(input: $vs) { number }"]
+        variables: dict[str, Any] = {"vs": [my_version_input(v) for v in chunk]}
+        if start == 0:
+            decl.append("$m: CreateModelInput!")
+            body.insert(0, "m: createModel(input: $m) { name }")
+            variables["m"] = {"name": model}
+        if start + BATCH_MAX >= len(versions):
+            for i, (name, number) in enumerate(alias.items()):
+                decl.append(f"$a{i}: SetAliasInput!")
+                body.append(f"a{i}: setAlias(input: $a{i}) {{ name }}")
+                variables[f"a{i}"] = {"model": model, "alias": name, "version": str(number)}
+        data = gql(c, f"mutation({', '.join(decl)}) {{ {' '.join(body)} }}", variables)
+        got = [n["number"] for n in data["vs"]]
+        if got != [v.number for v in chunk]:
+            raise RuntimeError(f"modelyard numbered {model}'s versions {got}")
 
 
-def my_seed(c: Counted, versions: list[Version], chain: list[Version], extra_models: list[str]) -> None:
-    by_model: dict[str, list[Version]] = {}
-    for v in versions:
-        by_model.setdefault(v.model, []).append(v)
+def my_seed(c: Counted, versions: list[Version], chain: list[Version], alias: dict[str, int],
+            extra_models: list[str]) -> None:
     with concurrent.futures.ThreadPoolExecutor(SEED_THREADS) as pool:
-        list(pool.map(lambda item: my_create_many(c, item[0], item[1]), by_model.items()))
+        list(pool.map(lambda item: my_seed_model(c, item[0], item[1], alias), by_model(versions).items()))
     for v in chain:
-        my_create_many(c, v.model, [v])
+        my_seed_model(c, v.model, [v], {})
     for name in extra_models:
         gql(c, "mutation($m: CreateModelInput!) { createModel(input: $m) { name } }", {"m": {"name": name}})
 
@@ -452,19 +504,23 @@ query Page($name: String!, $first: Int!) {
 """
 
 MY_SEARCH = """
-query Search($lt: Float!, $gt: Float!, $after: String) {
-  versions(first: 100, after: $after,
-           filter: {params: [{key: "lr", lt: $lt}], metrics: [{key: "accuracy", gt: $gt}]}) {
-    totalCount
-    pageInfo { hasNextPage endCursor }
-    nodes { ref number model { name } param(key: "lr") { value } metric(key: "accuracy") { value } }
+query Search($lt: Float!, $gt: Float!, $first: Int!) {
+  versions(first: $first,
+           filter: {params: [{key: "lr", lt: $lt}], metrics: [{key: "accuracy", gt: $gt}]},
+           orderBy: [{field: MODEL_NAME, descending: false}, {field: NUMBER, descending: false}]) {
+    nodes { ref params { key value } metrics { key value } }
   }
 }
 """
 
 MY_ANCESTORS = """
 query Up($ref: String!, $depth: Int!) {
-  version(ref: $ref) { ref ancestors(depth: $depth) { depth relation parent { ... on ModelVersion { ref } } } }
+  version(ref: $ref) {
+    ref
+    ancestors(depth: $depth) {
+      depth relation parent { ... on ModelVersion { ref params { key value } } }
+    }
+  }
 }
 """
 
@@ -473,28 +529,30 @@ MY_ARTIFACTS = "query($ref: String!) { version(ref: $ref) { artifacts { path dig
 
 
 def my_page(c: Counted, model: str, versions: int) -> dict[str, dict[str, Any]]:
-    """number → {params, metrics, parent} of every version of a model."""
-    data = gql(c, MY_PAGE, {"name": model, "first": versions})["model"]["versions"]["nodes"]
+    """number → {params, metrics, aliases, parent} of every version of a model."""
+    data = gql(c, MY_PAGE, {"name": model, "first": versions})["model"]
+    alias = {a["name"]: str(a["version"]["number"]) for a in data["aliases"]}
     return {str(n["number"]): {
         "params": {p["key"]: p["value"] for p in n["params"]},
         "metrics": {m["key"]: m["value"] for m in n["metrics"]},
+        "aliases": sorted(a for a, number in alias.items() if number == str(n["number"])),
         "parent": next((e["parent"]["ref"] for e in n["parents"]), None),
-    } for n in data}
+    } for n in data["versions"]["nodes"]}
 
 
-def my_search(c: Counted) -> set[str]:
-    found, after = set(), None
-    while True:
-        page = gql(c, MY_SEARCH, {"lt": LR_BELOW, "gt": ACCURACY_ABOVE, "after": after})["versions"]
-        found |= {f"{n['model']['name']}:{n['number']}" for n in page["nodes"]}
-        if not page["pageInfo"]["hasNextPage"]:
-            return found
-        after = page["pageInfo"]["endCursor"]
+def my_search(c: Counted) -> list[dict[str, Any]]:
+    """The first SEARCH_FIRST matches by (model name, number): one query."""
+    nodes = gql(c, MY_SEARCH, {"lt": LR_BELOW, "gt": ACCURACY_ABOVE, "first": SEARCH_FIRST})["versions"]["nodes"]
+    return [{"ref": n["ref"], "params": {p["key"]: mlflow_value(p["value"]) for p in n["params"]},
+             "metrics": {m["key"]: m["value"] for m in n["metrics"]}} for n in nodes]
 
 
-def my_ancestors(c: Counted, ref: str) -> list[str]:
+def my_ancestors(c: Counted, ref: str) -> list[dict[str, Any]]:
+    """The ancestors, nearest first, each with its params: one query."""
     edges = gql(c, MY_ANCESTORS, {"ref": ref, "depth": CHAIN})["version"]["ancestors"]
-    return [e["parent"]["ref"] for e in sorted(edges, key=lambda e: e["depth"])]
+    return [{"ref": e["parent"]["ref"],
+             "params": {p["key"]: mlflow_value(p["value"]) for p in e["parent"]["params"]}}
+            for e in sorted(edges, key=lambda e: e["depth"])]
 
 
 def my_create(c: Counted, v: Version) -> str:
@@ -562,25 +620,24 @@ def my_download(c: Counted, ref: str, dest: Path, size: int) -> None:
 @dataclass
 class MlflowState:
     experiment: str = ""
-    rejected_param_filter: str = ""
+    search_runs: int = 0  # runs the last search read
 
 
 def ml_new_run(c: Counted, st: MlflowState, v: Version, retry: bool = False) -> dict[str, Any]:
-    """runs/create, then runs/log-batch with P params and two metrics: the run's info."""
+    """runs/create, then runs/log-batch with P params and the metrics: the run's info."""
     now = int(time.time() * 1000)
     info = ml_post(c, "/runs/create", {"experiment_id": st.experiment, "start_time": now,
-                                       "run_name": v.ref.replace(":", "-v"),
+                                       "run_name": v.run_name,
                                        "tags": [{"key": "stage", "value": "candidate"}]}, retry)["run"]["info"]
     ml_log(c, info["run_id"], v, now, retry)
-    return info
+    return dict(info)
 
 
 def ml_log(c: Counted, run_id: str, v: Version, now: int, retry: bool = False) -> None:
     ml_post(c, "/runs/log-batch", {
         "run_id": run_id,
         "params": [{"key": k, "value": mlflow_value(val)} for k, val in v.params],
-        "metrics": [{"key": "accuracy", "value": v.accuracy, "timestamp": now, "step": 0},
-                    {"key": "loss", "value": v.loss, "timestamp": now, "step": 0}],
+        "metrics": [{"key": k, "value": val, "timestamp": now, "step": 0} for k, val in v.metrics],
     }, retry)
 
 
@@ -605,32 +662,34 @@ def ml_create(c: Counted, st: MlflowState, v: Version, retry: bool = False) -> s
     return f"{v.model}:{ml_register(c, v, info, retry)}"
 
 
-def ml_seed(c: Counted, st: MlflowState, versions: list[Version], chain: list[Version],
-            extra_models: list[str]) -> None:
-    st.experiment = ml_post(c, "/experiments/create", {"name": "bench"})["experiment_id"]
-    by_model: dict[str, list[Version]] = {}
+def ml_seed_model(c: Counted, st: MlflowState, model: str, versions: list[Version],
+                  alias: dict[str, int]) -> None:
+    """registered-models/create, the versions in order, one registered-models/alias each."""
+    ml_post(c, "/registered-models/create", {"name": model}, True)
     for v in versions:
-        by_model.setdefault(v.model, []).append(v)
+        got = ml_create(c, st, v, True)
+        if got != v.ref:
+            raise RuntimeError(f"MLflow numbered {v.ref} as {got}")
+    for name, number in alias.items():
+        ml_post(c, "/registered-models/alias", {"name": model, "alias": name, "version": str(number)}, True)
 
-    def one_model(vs: list[Version]) -> None:
-        ml_post(c, "/registered-models/create", {"name": vs[0].model}, True)
-        for v in vs:
-            got = ml_create(c, st, v, True)
-            if got != v.ref:
-                raise RuntimeError(f"MLflow numbered {v.ref} as {got}")
 
+def ml_seed(c: Counted, st: MlflowState, versions: list[Version], chain: list[Version],
+            alias: dict[str, int], extra_models: list[str]) -> None:
+    st.experiment = ml_post(c, "/experiments/create", {"name": "bench"})["experiment_id"]
     with concurrent.futures.ThreadPoolExecutor(SEED_THREADS) as pool:
-        list(pool.map(one_model, by_model.values()))
+        list(pool.map(lambda item: ml_seed_model(c, st, item[0], item[1], alias), by_model(versions).items()))
     for v in chain:
-        one_model([v])
+        ml_seed_model(c, st, v.model, [v], {})
     for name in extra_models:
         ml_post(c, "/registered-models/create", {"name": name})
 
 
 def ml_page(c: Counted, st: MlflowState, model: str, per_run: bool) -> dict[str, dict[str, Any]]:
-    """registered-models/get, model-versions/search, then the runs: one runs/search (run_id IN …)
-    or, as MlflowClient.get_run would, one runs/get per version."""
-    ml_get(c, "/registered-models/get", {"name": model})
+    """registered-models/get (with the aliases), model-versions/search, then the runs: one
+    runs/search (run_id IN …) or, as MlflowClient.get_run would, one runs/get per version."""
+    rm = ml_get(c, "/registered-models/get", {"name": model})["registered_model"]
+    alias = {a["alias"]: str(a["version"]) for a in rm.get("aliases", [])}
     mvs = ml_get(c, "/model-versions/search", {"filter": f"name='{model}'", "max_results": 1000})
     mvs_list = mvs.get("model_versions", [])
     if per_run:
@@ -647,47 +706,63 @@ def ml_page(c: Counted, st: MlflowState, model: str, per_run: bool) -> dict[str,
         out[str(mv["version"])] = {
             "params": {p["key"]: p["value"] for p in data.get("params", [])},
             "metrics": {m["key"]: m["value"] for m in data.get("metrics", [])},
+            "aliases": sorted(a for a, number in alias.items() if number == str(mv["version"])),
             "parent": tags.get("parent"),
         }
     return out
 
 
-def ml_search(c: Counted, st: MlflowState) -> set[str]:
-    """Server: runs with accuracy > 0.9 (every page). Client: float(lr) < 1e-3. Server again:
-    the model versions of those runs (model-versions/search run_id IN …, 100 ids a request)."""
-    runs, token = [], None
-    while True:
-        body: dict[str, Any] = {"experiment_ids": [st.experiment], "max_results": 1000,
-                                "filter": f"metrics.accuracy > {ACCURACY_ABOVE}"}
+def ml_search(c: Counted, st: MlflowState) -> list[dict[str, Any]]:
+    """Server: runs with accuracy > 0.9 ordered by run name (`model-000-v0007`, i.e. by model and
+    number), SEARCH_FIRST a page. Client: float(lr) < 1e-3, until SEARCH_FIRST pass. Server again:
+    the model versions of those runs (model-versions/search run_id IN …, one request)."""
+    picked: list[dict[str, Any]] = []
+    token, st.search_runs = None, 0
+    while len(picked) < SEARCH_FIRST:
+        body: dict[str, Any] = {"experiment_ids": [st.experiment], "max_results": SEARCH_FIRST,
+                                "filter": f"metrics.accuracy > {ACCURACY_ABOVE}",
+                                "order_by": ["attributes.run_name ASC"]}
         if token:
             body["page_token"] = token
         page = ml_post(c, "/runs/search", body)
-        runs += page.get("runs", [])
+        runs = page.get("runs", [])
+        st.search_runs += len(runs)
+        picked += [r for r in runs if float(next((p["value"] for p in r["data"].get("params", [])
+                                                   if p["key"] == "lr"), "inf")) < LR_BELOW]
         token = page.get("next_page_token")
         if not token:
             break
-    ids = [r["info"]["run_id"] for r in runs
-           if float(next((p["value"] for p in r["data"].get("params", []) if p["key"] == "lr"), "inf")) < LR_BELOW]
-    found = set()
-    for i in range(0, len(ids), 100):
-        chunk = ", ".join(f"'{x}'" for x in ids[i:i + 100])
-        mvs = ml_get(c, "/model-versions/search", {"filter": f"run_id IN ({chunk})", "max_results": 1000})
-        found |= {f"{mv['name']}:{mv['version']}" for mv in mvs.get("model_versions", [])}
-    return found
+    picked = picked[:SEARCH_FIRST]
+    if not picked:
+        return []
+    ids = ", ".join(f"'{r['info']['run_id']}'" for r in picked)
+    mvs = ml_get(c, "/model-versions/search", {"filter": f"run_id IN ({ids})", "max_results": 1000})
+    ref = {mv["run_id"]: (mv["name"], int(mv["version"])) for mv in mvs.get("model_versions", [])}
+    hits = sorted(picked, key=lambda r: ref[r["info"]["run_id"]])
+    return [{"ref": "{}:{}".format(*ref[r["info"]["run_id"]]),
+             "params": {p["key"]: p["value"] for p in r["data"].get("params", [])},
+             "metrics": {m["key"]: m["value"] for m in r["data"].get("metrics", [])}} for r in hits]
 
 
-def ml_ancestors(c: Counted, ref: str) -> list[str]:
-    """Follow the `parent` tag: model-versions/get for the start and for each ancestor."""
-    out: list[str] = []
+def ml_ancestors(c: Counted, st: MlflowState, ref: str) -> list[dict[str, Any]]:
+    """Follow the `parent` tag: model-versions/get for the start and for each ancestor; then the
+    ancestors' params from their runs, one runs/search `run_id IN (…)`."""
+    found: list[tuple[str, str]] = []  # (ref, run id), nearest first
     mv = ml_get(c, "/model-versions/get", {"name": ref.split(":")[0], "version": ref.split(":")[1]})
-    while len(out) < CHAIN:
+    while len(found) < CHAIN:
         parent = {t["key"]: t["value"] for t in mv["model_version"].get("tags", [])}.get("parent")
         if not parent:
             break
         name, number = parent.split(":")
         mv = ml_get(c, "/model-versions/get", {"name": name, "version": number})
-        out.append(parent)
-    return out
+        found.append((parent, mv["model_version"]["run_id"]))
+    if not found:
+        return []
+    ids = ", ".join(f"'{run_id}'" for _, run_id in found)
+    runs = ml_post(c, "/runs/search", {"experiment_ids": [st.experiment], "max_results": 1000,
+                                       "filter": f"attributes.run_id IN ({ids})"})["runs"]
+    params = {r["info"]["run_id"]: {p["key"]: p["value"] for p in r["data"].get("params", [])} for r in runs}
+    return [{"ref": parent, "params": params[run_id]} for parent, run_id in found]
 
 
 def ml_upload(c: Counted, st: MlflowState, src: Path, v: Version) -> str:
@@ -733,7 +808,8 @@ class Result:
     system: str
     seconds: list[float]
     requests: set[int]
-    extra: dict[str, float] = field(default_factory=dict)
+    load: tuple[float, float] = (0.0, 0.0)  # load average (1 min) before the first call, after the last
+    rate: str = ""  # what the p50 column shows besides the time, e.g. "310 versions/s"
 
     def p(self, q: float) -> float:
         s = sorted(self.seconds)
@@ -759,6 +835,7 @@ def measure(label: str, system: str, c: Counted, reps: int, warmup: int,
     """`warmup` untimed calls, then `reps` timed ones (each after an untimed `prepare`);
     requests counted per call."""
     res = Result(label, system, [], set())
+    load_before = os.getloadavg()[0]
     for i in range(warmup + reps):
         if prepare:
             prepare(i)
@@ -771,8 +848,16 @@ def measure(label: str, system: str, c: Counted, reps: int, warmup: int,
         if i >= warmup:
             res.seconds.append(seconds)
             res.requests.add(c.requests - before)
-    print(f"  {label:<34} {system:<9} {res.req:>6} req  p50 {fmt(res.p50)}  p95 {fmt(res.p95)}", flush=True)
+    res.load = (load_before, os.getloadavg()[0])
+    show(res)
     return res
+
+
+def show(res: Result) -> None:
+    """One line of progress: the figures and the load average around them."""
+    rate = f" ({res.rate})" if res.rate else ""
+    print(f"  {res.label:<48} {res.system:<9} {res.req:>6} req  p50 {fmt(res.p50)}{rate}  "
+          f"p95 {fmt(res.p95)}  load {res.load[0]:.2f} → {res.load[1]:.2f}", flush=True)
 
 
 def fmt(seconds: float) -> str:
@@ -793,7 +878,6 @@ class Run:
     opts: Options
     mlflow_version: str
     rows: list[tuple[Result, Result, str]] = field(default_factory=list)
-    seeding: dict[str, tuple[float, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     load: list[float] = field(default_factory=list)
 
@@ -805,8 +889,8 @@ def equal(a: object, b: object, what: str) -> None:
 
 def normalise_page(page: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Params as MLflow's strings, so both pages compare."""
-    return {n: {"params": {k: mlflow_value(v) for k, v in d["params"].items()},
-                "metrics": d["metrics"], "parent": d["parent"]} for n, d in page.items()}
+    return {n: {**d, "params": {k: mlflow_value(v) for k, v in d["params"].items()}}
+            for n, d in page.items()}
 
 
 def execute(opts: Options, root: Path, mlflow_version: str) -> Run:
@@ -823,15 +907,7 @@ def execute(opts: Options, root: Path, mlflow_version: str) -> Run:
                          f"{my_proc.startup:.1f} s, {my_proc.rss / MIB:.0f} MiB; MLflow {ml_proc.startup:.1f} s, "
                          f"{ml_proc.rss / MIB:.0f} MiB")
         try:
-            extra = ["bench-create", "bench-blob"]
-            print(f"\nseeding {opts.models} × {opts.versions} versions × {opts.params} params "
-                  f"+ a {CHAIN + 1}-model chain into each …", flush=True)
-            for name, c, seed in (("modelyard", my, lambda: my_seed(my, versions, chain, extra)),
-                                  ("mlflow", ml, lambda: ml_seed(ml, st, versions, chain, extra))):
-                before, started = c.requests, time.perf_counter()
-                seed()
-                run.seeding[name] = (time.perf_counter() - started, c.requests - before)
-                print(f"  {name}: {run.seeding[name][0]:.1f} s, {run.seeding[name][1]} requests", flush=True)
+            measure_seeding(run, my, ml, st, versions, chain)
             run.notes.append(f"MLflow's answer to `params.lr < '{LR_BELOW}'`: {ml_param_filter_answer(ml, st)}")
             measure_metadata(run, my, ml, st, versions, chain, rng)
             measure_blobs(run, my, ml, st, my_proc, ml_proc, root, rng)
@@ -842,6 +918,36 @@ def execute(opts: Options, root: Path, mlflow_version: str) -> Run:
     return run
 
 
+def seeded(label: str, system: str, c: Counted, count: int, seed: Callable[[], None]) -> Result:
+    """Run `seed` once: its time, requests, versions/s and the load around it."""
+    load_before, before, started = os.getloadavg()[0], c.requests, time.perf_counter()
+    seed()
+    seconds = time.perf_counter() - started
+    res = Result(label, system, [seconds], {c.requests - before}, (load_before, os.getloadavg()[0]),
+                 f"{count / seconds:.0f} versions/s")
+    show(res)
+    return res
+
+
+def measure_seeding(run: Run, my: Counted, ml: Counted, st: MlflowState, versions: list[Version],
+                    chain: list[Version]) -> None:
+    opts, alias, extra = run.opts, aliases(run.opts.versions), ["bench-create", "bench-blob"]
+    count = len(versions) + len(chain)
+    label = f"seed {count} versions through the API"
+    print(f"\nseeding {opts.models} × {opts.versions} versions × {opts.params} params × {len(METRICS)} "
+          f"metrics, {len(alias)} aliases a model, + a {CHAIN + 1}-model chain into each, "
+          f"{SEED_THREADS} models at a time …", flush=True)
+    a = seeded(label, "modelyard", my, count, lambda: my_seed(my, versions, chain, alias, extra))
+    b = seeded(label, "MLflow", ml, count, lambda: ml_seed(ml, st, versions, chain, alias, extra))
+    run.rows.append((a, b, f"{SEED_THREADS} models at a time, each model's versions in order, then the "
+                           f"chain one model at a time (time and requests include {len(extra)} empty "
+                           "models for the create and upload rows). modelyard: createModel + "
+                           f"createVersions (its {opts.versions} versions) + {len(alias)} setAlias in one "
+                           "request a model; MLflow: registered-models/create, runs/create + "
+                           "runs/log-batch + runs/update + model-versions/create a version, "
+                           f"registered-models/alias × {len(alias)} (plus experiments/create)"))
+
+
 def measure_metadata(run: Run, my: Counted, ml: Counted, st: MlflowState, versions: list[Version],
                      chain: list[Version], rng: random.Random) -> None:
     opts = run.opts
@@ -850,8 +956,11 @@ def measure_metadata(run: Run, my: Counted, ml: Counted, st: MlflowState, versio
     print(f"\nmeasuring ({warm} untimed + {reps} timed each; load {os.getloadavg()[0]:.2f}) …", flush=True)
 
     # (1) model page
+    alias = aliases(opts.versions)
     want = {str(v.number): {"params": {k: mlflow_value(val) for k, val in v.params},
-                            "metrics": {"accuracy": v.accuracy, "loss": v.loss}, "parent": v.parent}
+                            "metrics": dict(v.metrics),
+                            "aliases": sorted(a for a, n in alias.items() if n == v.number),
+                            "parent": v.parent}
             for v in versions if v.model == model}
 
     def check_my(page: object) -> None:
@@ -860,37 +969,55 @@ def measure_metadata(run: Run, my: Counted, ml: Counted, st: MlflowState, versio
     def check_ml(page: object) -> None:
         equal(page, want, "model page")
 
-    a = measure("model page", "modelyard", my, reps, warm, lambda i: my_page(my, model, opts.versions), check_my)
-    b = measure("model page", "MLflow", ml, reps, warm, lambda i: ml_page(ml, st, model, False), check_ml)
-    run.rows.append((a, b, "MLflow: registered-models/get + model-versions/search + one runs/search "
-                           "`attributes.run_id IN (…)`"))
-    b2 = measure("model page, runs/get each", "MLflow", ml, reps, warm, lambda i: ml_page(ml, st, model, True), check_ml)
-    run.rows.append((a, b2, "MLflow as `MlflowClient.get_run` per version: 2 + one runs/get per version"))
+    page = f"model page, {opts.versions} versions"
+    a = measure(page, "modelyard", my, reps, warm, lambda i: my_page(my, model, opts.versions), check_my)
+    b = measure(f"{page}, one runs/search", "MLflow", ml, reps, warm, lambda i: ml_page(ml, st, model, False),
+                check_ml)
+    run.rows.append((a, b, f"{len(METRICS)} metrics and {opts.params} params a version, {len(alias)} aliases, "
+                           "parents. MLflow: registered-models/get (with the aliases) + "
+                           "model-versions/search + one runs/search `attributes.run_id IN (…)`"))
+    b2 = measure(f"{page}, runs/get each", "MLflow", ml, reps, warm, lambda i: ml_page(ml, st, model, True),
+                 check_ml)
+    run.rows.append((a, b2, "the same page, MLflow as `MlflowClient.get_run` per version: "
+                            "registered-models/get + model-versions/search + one runs/get per version"))
 
-    # (2) search
-    expected = {v.ref for v in versions + chain if v.accuracy > ACCURACY_ABOVE and dict(v.params)["lr"] < LR_BELOW}
+    # (2) search: the first SEARCH_FIRST by (model name, number)
+    matching = sorted((v for v in versions + chain if v.accuracy > ACCURACY_ABOVE and v.lr < LR_BELOW),
+                      key=lambda v: (v.model, v.number))
+    expected = [{"ref": v.ref, "params": {k: mlflow_value(val) for k, val in v.params},
+                 "metrics": dict(v.metrics)} for v in matching[:SEARCH_FIRST]]
 
-    def check_set(found: object) -> None:
+    def check_list(found: object) -> None:
         equal(found, expected, "search")
 
-    a = measure("search lr < 1e-3 and accuracy > 0.9", "modelyard", my, reps, warm, lambda i: my_search(my), check_set)
-    b = measure("search lr < 1e-3 and accuracy > 0.9", "MLflow", ml, reps, warm, lambda i: ml_search(ml, st), check_set)
+    label = f"search lr < 1e-3 and accuracy > 0.9, first {SEARCH_FIRST}"
+    a = measure(label, "modelyard", my, reps, warm, lambda i: my_search(my), check_list)
+    b = measure(label, "MLflow", ml, reps, warm, lambda i: ml_search(ml, st), check_list)
     matched = sum(1 for v in versions + chain if v.accuracy > ACCURACY_ABOVE)
-    run.rows.append((a, b, f"{len(expected)} versions match. MLflow refuses `<` on params (strings): "
-                           f"server filters accuracy ({matched} runs, every param sent), client filters lr, "
-                           "then model-versions/search `run_id IN (…)`, 100 ids a request"))
+    run.rows.append((a, b, f"ordered by (model name, version number), with all params and metrics; "
+                           f"{len(matching)} versions match, {len(expected)} returned. modelyard: "
+                           "`versions(filter:, orderBy: [MODEL_NAME, NUMBER])`. MLflow refuses `<` on "
+                           f"params (strings): runs/search `metrics.accuracy > 0.9` ({matched} runs match) "
+                           f"ordered by run name (`<model>-v<4-digit number>`), {SEARCH_FIRST} runs a page "
+                           f"with every param (read {st.search_runs}), lr filtered on the client until "
+                           f"{SEARCH_FIRST} pass, then model-versions/search `run_id IN (…)` for their "
+                           "versions"))
 
     # (3) ancestry
     tip = chain[-1].ref
-    up = [v.ref for v in reversed(chain[:-1])]
+    up = [{"ref": v.ref, "params": {k: mlflow_value(val) for k, val in v.params}} for v in reversed(chain[:-1])]
 
     def check_up(found: object) -> None:
         equal(found, up, "ancestry")
 
-    a = measure(f"ancestry, {CHAIN} deep", "modelyard", my, reps, warm, lambda i: my_ancestors(my, tip), check_up)
-    b = measure(f"ancestry, {CHAIN} deep", "MLflow", ml, reps, warm, lambda i: ml_ancestors(ml, tip), check_up)
-    run.rows.append((a, b, "MLflow has no lineage: the parent is a model-version tag, the client walks it "
-                           "one model-versions/get a generation"))
+    label = f"ancestry, {CHAIN} deep, with params"
+    a = measure(label, "modelyard", my, reps, warm, lambda i: my_ancestors(my, tip), check_up)
+    b = measure(label, "MLflow", ml, reps, warm, lambda i: ml_ancestors(ml, st, tip), check_up)
+    run.rows.append((a, b, f"the {CHAIN} ancestors of the chain's tip, nearest first, each with its "
+                           f"{opts.params} params. modelyard: `ancestors(depth: {CHAIN})`; MLflow has no "
+                           "lineage: the parent is a model-version tag, the client walks it one "
+                           "model-versions/get a generation, then one runs/search `run_id IN (…)` for "
+                           "the params"))
 
     # (4) create a version
     counters = {"my": 0, "ml": 0}
@@ -904,10 +1031,12 @@ def measure_metadata(run: Run, my: Counted, ml: Counted, st: MlflowState, versio
             return ref
         return op
 
-    a = measure(f"create a version, {opts.params} params", "modelyard", my, reps, warm, create("my"))
-    b = measure(f"create a version, {opts.params} params", "MLflow", ml, reps, warm, create("ml"))
-    run.rows.append((a, b, "MLflow: runs/create + runs/log-batch + runs/update + model-versions/create "
-                           "(READY at once with a SQL store, so no model-versions/get poll)"))
+    label = f"create a version, {opts.params} params, {len(METRICS)} metrics"
+    a = measure(label, "modelyard", my, reps, warm, create("my"))
+    b = measure(label, "MLflow", ml, reps, warm, create("ml"))
+    run.rows.append((a, b, "a tag and a parent too. modelyard: createVersion; MLflow: runs/create + "
+                           "runs/log-batch + runs/update + model-versions/create (READY at once with a "
+                           "SQL store, so no model-versions/get poll)"))
 
 
 def patch_file(src: Path, i: int) -> None:
@@ -1015,12 +1144,19 @@ def measure_blobs(run: Run, my: Counted, ml: Counted, st: MlflowState, my_proc: 
 # ---------------------------------------------------------------------------------------------
 
 HEAD = ["operation", "modelyard requests", "modelyard p50 (p95)", "MLflow requests",
-        "MLflow p50 (p95)", "MLflow p50 / modelyard p50", "notes"]
+        "MLflow p50 (p95)", "MLflow p50 / modelyard p50", "load (1 min) before → after", "notes"]
+
+
+def figure(r: Result) -> str:
+    """p50 (p95); a single timing (seeding) with its rate instead."""
+    if len(r.seconds) == 1:
+        return f"{fmt_t(r.p50)}, {r.rate}" if r.rate else fmt_t(r.p50)
+    return f"{fmt_t(r.p50)} ({fmt_t(r.p95)})"
 
 
 def table_rows(run: Run) -> list[list[str]]:
-    return [[a.label if b.label == a.label else b.label, a.req, f"{fmt_t(a.p50)} ({fmt_t(a.p95)})", b.req,
-             f"{fmt_t(b.p50)} ({fmt_t(b.p95)})", f"{b.p50 / a.p50:.1f}×", note]
+    return [[a.label if b.label == a.label else b.label, a.req, figure(a), b.req, figure(b),
+             f"{b.p50 / a.p50:.1f}×", f"{a.load[0]:.2f} → {b.load[1]:.2f}", note]
             for a, b, note in run.rows]
 
 
@@ -1037,17 +1173,13 @@ def environment(mlflow_version: str) -> str:
 
 def report(run: Run) -> str:
     o = run.opts
-    my_s, my_n = run.seeding["modelyard"]
-    ml_s, ml_n = run.seeding["mlflow"]
     lines = [
-        f"Data: {o.models} models × {o.versions} versions × {o.params} params + 2 metrics, version n "
-        f"fine-tuned from n-1, a {CHAIN + 1}-model chain; {o.warmup} untimed + {o.requests} timed "
-        f"repetitions per metadata operation, 1 untimed + {o.blob_reps} timed per artifact operation; "
-        f"sequential requests on one keep-alive connection each; load average (1 min) "
-        f"{run.load[0]:.2f} → {run.load[-1]:.2f} on {os.cpu_count()} CPUs.",
-        f"Seeding over HTTP, {SEED_THREADS} models at a time: modelyard {my_s:.1f} s in {my_n} requests "
-        f"(one per model: createModel + its versions), MLflow {ml_s:.1f} s in {ml_n} requests "
-        "(4 per version + 1 per model).",
+        f"Data: {o.models} models × {o.versions} versions × {o.params} params × {len(METRICS)} metrics, "
+        f"version n fine-tuned from n-1, {len(aliases(o.versions))} aliases a model, a {CHAIN + 1}-model "
+        f"chain; seeded once; {o.warmup} untimed + {o.requests} timed repetitions per metadata operation, "
+        f"1 untimed + {o.blob_reps} timed per artifact operation; sequential requests on one keep-alive "
+        f"connection each (seeding: {SEED_THREADS} threads on each side); load average (1 min) "
+        f"{run.load[0]:.2f} → {run.load[-1]:.2f} over the run on {os.cpu_count()} CPUs.",
         "",
         markdown(HEAD, table_rows(run)),
         "",

@@ -69,7 +69,12 @@ class Ordering:
             raise LimitError(f"orderBy takes at most {MAX_ORDER_KEYS} keys, got {len(orders)}")
         self.sql = sql
         self.keys = [self._key(o) for o in orders]
-        self.joins_model = any(o.field is OrderField.MODEL_NAME for o in orders)
+        fields = {o.field for o in orders}
+        self.joins_model = OrderField.MODEL_NAME in fields
+        self.model_first = orders[0].field is OrderField.MODEL_NAME
+        # (model name, number) is unique: the id adds nothing to the order, and leaving it out
+        # lets the database walk model names and version numbers by their indexes and stop.
+        self.unique = {OrderField.MODEL_NAME, OrderField.NUMBER} <= fields
         self.signature = ",".join(
             f"{o.field.value}{':' + o.key if o.key else ''}{'-' if o.descending else '+'}" for o in orders
         )
@@ -103,7 +108,15 @@ class Ordering:
     @property
     def source(self) -> str:
         """The FROM clause the keys read."""
-        return "model_version v JOIN model m ON m.id = v.model_id" if self.joins_model else "model_version v"
+        if not self.joins_model:
+            return "model_version v"
+        if self.model_first and self.sql.dialect == "sqlite":
+            # CROSS JOIN keeps SQLite's loops in this order: models by name (their unique index),
+            # then each one's versions by number, stopping at the page's end. Left to itself it
+            # scanned every version and sorted the matches (11.8 ms against 2.4 at 4k versions).
+            # PostgreSQL weighs both plans itself.
+            return "model m CROSS JOIN model_version v ON m.id = v.model_id"
+        return "model_version v JOIN model m ON m.id = v.model_id"
 
     @property
     def columns(self) -> str:
@@ -112,11 +125,13 @@ class Ordering:
 
     @property
     def order_by(self) -> str:
-        """ORDER BY the keys, then the id in the last key's direction."""
+        """ORDER BY the keys, then the id in the last key's direction (unless the keys are unique)."""
         terms = [
             f"k{i} {'DESC' if k.descending else 'ASC'}{' NULLS LAST' if k.nullable else ''}"
             for i, k in enumerate(self.keys)
         ]
+        if self.unique:
+            return ", ".join(terms)
         return ", ".join(terms + [f"v.id {'DESC' if self.keys[-1].descending else 'ASC'}"])
 
     def position(self, row: Any) -> Position:
