@@ -1,4 +1,5 @@
-"""Execution with a fast path for lists of plain objects, and a cache of parsed, validated documents.
+"""Execution with a fast path for plain objects and lists of them, and a cache of parsed, validated
+documents.
 
 graphql-core completes every field of every object on its own: a resolve-info object, a path, an
 argument check, an awaitable check and an output coercion per value, several microseconds a field.
@@ -7,7 +8,8 @@ A model page selects thousands of such leaves (20 versions × 40 params and metr
 When the items of a list are objects whose selected fields are all plain leaves (read from an
 attribute: no resolver, no arguments, no directives, no sub-selection), the list completes here in
 one loop: each field's value is read from its attribute and coerced by its scalar or enum exactly as
-graphql-core coerces it. Anything unusual (a null in a non-null field, a value its type refuses, an
+graphql-core coerces it. A single object of that kind (`model { name }` under each row of a page)
+completes the same way. Anything unusual (a null in a non-null field, a value its type refuses, an
 item of another type) completes the whole list the ordinary way instead, so errors, their paths and
 null propagation are graphql-core's own.
 """
@@ -68,6 +70,21 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
                     pass
         return super().complete_iterable_value(
             item_type, field_details_list, info, path, items, position_context
+        )
+
+    def complete_object_value(
+        self, return_type: GraphQLObjectType, field_details_list: Any, info: GraphQLResolveInfo,
+        path: Path, result: Any, position_context: Any,
+    ) -> Any:
+        # One object of plain leaves (`model { name }`, `param(key:) { value }`), as a list item is.
+        plan = self._plan(return_type, field_details_list)
+        if plan is not None and plan[0] is not None:
+            try:
+                return _complete(plan, [result], True)[0]
+            except _Slow:
+                pass
+        return super().complete_object_value(
+            return_type, field_details_list, info, path, result, position_context
         )
 
     def _plan(self, item_type: GraphQLOutputType, field_details_list: Any) -> Plan | None:
