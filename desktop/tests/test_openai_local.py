@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -34,9 +34,12 @@ class Local:
     embed: str
     other: str
     home: Path
+    made: list[openai.OpenAI] = field(default_factory=list)  # closed when the module ends
 
     def client(self, **kw: object) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, **kw)  # type: ignore[arg-type]
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0, **kw)  # type: ignore[arg-type]
+        self.made.append(client)
+        return client
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,12 @@ def local(server: Server, publisher: Publisher, minilm: Path,
         subprocess.run([sys.executable, "-m", "modelyard_agent", "pull", name], env=env, check=True,
                        capture_output=True)
     with agent_serving(env) as url:
-        yield Local(url, *names, home=home)
+        local = Local(url, *names, home=home)
+        try:
+            yield local
+        finally:
+            for client in local.made:  # not left to the garbage collector: see test_protocol_edges
+                client.close()
 
 
 def user(text: str) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,23 @@ class Edges:
     chat: str
     embed: str
     other: str
+    made: list[Any] = field(default_factory=list)  # clients to close when the module ends
 
     def openai(self) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0)
+        client = openai.OpenAI(base_url=f"{self.url}/v1", api_key="unused", max_retries=0)
+        self.made.append(client)
+        return client
 
     def triton(self) -> triton.InferenceServerClient:
-        return triton.InferenceServerClient(url=self.url.removeprefix("http://"))
+        client = triton.InferenceServerClient(url=self.url.removeprefix("http://"))
+        self.made.append(client)
+        return client
+
+    def close(self) -> None:
+        """Close every client made (left to the garbage collector, a socket may go before its
+        client and warn: an unclosed-socket ResourceWarning in some later test)."""
+        for client in self.made:
+            client.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +72,11 @@ def edges(server: Server, publisher: Publisher, minilm: Path,
         subprocess.run([sys.executable, "-m", "modelyard_agent", "pull", name], env=env, check=True,
                        capture_output=True)
     with agent_serving(env) as url:
-        yield Edges(url, *names)
+        edges = Edges(url, *names)
+        try:
+            yield edges
+        finally:
+            edges.close()
 
 
 # --- OpenAI parameters the agent does not honour ---------------------------------------------------
