@@ -142,3 +142,38 @@ def test_the_document_cache_is_bounded_and_skips_long_texts() -> None:
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is docs[2]
     cache.put("x" * 11, docs[0])  # type: ignore[arg-type]
     assert cache.get("x" * 11) is None
+
+
+SEARCH = """query($k: String!, $bad: String!) {
+  versions(first: 10, orderBy: [{field: MODEL_NAME, descending: false}, {field: NUMBER}]) { nodes {
+    ref number createdAt model { name task namespace createdBy } lr: param(key: $k) { value type }
+    acc: metric(key: "acc") { value } nothing: param(key: "absent") { value } } }
+  models { nodes { name latestVersion { ref model { name } } } }
+  broken: versions(first: 2) { nodes { ref param(key: $bad) { value } } }
+}"""
+
+
+async def test_pure_resolvers_answer_as_graphql_core_does(gql: GraphQLClient, settings: Settings) -> None:
+    """Pages call `pure` resolvers (ref, model, param(key:), the model's columns) in the fast
+    loop: the same data and the same errors, with their paths, as the stock executor; a
+    resolver whose data is not loaded yet (`latestVersion { ref }`) takes the ordinary path."""
+    for name in ("b-exec", "a-exec"):
+        await model(gql, name)
+        for i in range(2):
+            await version(gql, name, params=[{"key": "lr", "value": 0.1 * (i + 1)}],
+                          metrics=[{"key": "acc", "value": 0.5 + i / 10}] if i else [])
+    schema = build_schema(settings)
+
+    async def answer() -> Any:
+        result = await schema.execute(SEARCH, variable_values={"k": "lr", "bad": "no spaces"},
+                                      context_value=Context(settings=settings))
+        return result.data, [(e.message, e.path) for e in result.errors or []]
+
+    fast = await answer()
+    schema.execution_context_class = StrawberryGraphQLCoreExecutionContext
+    assert await answer() == fast
+    data, errors = fast
+    assert [n["ref"] for n in data["versions"]["nodes"]] == ["a-exec:2", "a-exec:1", "b-exec:2", "b-exec:1"]
+    assert data["versions"]["nodes"][0]["acc"] == {"value": 0.6} and data["versions"]["nodes"][1]["acc"] is None
+    assert {n["latestVersion"]["ref"] for n in data["models"]["nodes"]} == {"a-exec:2", "b-exec:2"}
+    assert len(errors) == 2 and all("no spaces" in m and p[0] == "broken" for m, p in errors), errors

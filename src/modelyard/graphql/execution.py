@@ -18,25 +18,28 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from inspect import isawaitable, iscoroutine
 from operator import attrgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from graphql import (
     DocumentNode,
     GraphQLEnumType,
-    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
     GraphQLScalarType,
 )
+from graphql.execution.values import get_argument_values
 from graphql.pyutils import Path
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 _BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Slow(Exception):  # noqa: N818 - a signal, not an error: "complete this list the ordinary way"
@@ -113,12 +116,69 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             if name == "__typename":
                 leaves.append((response_key, _constant(object_type.name), _same, False))
                 continue
-            leaf = _plain_leaf(object_type, name, node)
+            leaf = self._field(object_type, name, details)
             if leaf is None:
                 return None
             read, coerce, nullable = leaf
             leaves.append((response_key, read, coerce, nullable))
         return (origin if isinstance(origin, type) else None), leaves
+
+    def _field(self, object_type: GraphQLObjectType, name: str, details: Any) -> tuple[Any, Any, bool] | None:
+        """How to read and complete field `name`: a plain attribute or a `pure` resolver, of a
+        leaf type or of an object type whose own selection is plain; else None."""
+        node = details[0].node
+        field = object_type.fields.get(name)
+        strawberry_field = (field.extensions or {}).get(_BACKREF) if field is not None else None
+        if field is None or strawberry_field is None or node.directives:
+            return None
+        read = _reader(field, strawberry_field, node)
+        if read is None:
+            read = self._pure_reader(field, strawberry_field, details)
+        if read is None:
+            return None
+        field_type = field.type
+        nullable = not isinstance(field_type, GraphQLNonNull)
+        inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+        if isinstance(inner, GraphQLScalarType | GraphQLEnumType) and not node.selection_set:
+            return read, inner.coerce_output_value, nullable
+        if isinstance(inner, GraphQLObjectType) and node.selection_set:
+            plan = self._plan(inner, details)
+            if plan is None or plan[0] is None:
+                return None
+            return read, partial(_complete_one, plan), nullable
+        return None
+
+    def _pure_reader(self, field: Any, strawberry_field: Any, details: Any) -> Callable[[Any], Any] | None:
+        """A reader calling a resolver marked `pure`, with this field's arguments."""
+        resolver = getattr(strawberry_field, "base_resolver", None)
+        function = getattr(resolver, "wrapped_func", None)
+        if resolver is None or function is None or not getattr(function, PURE, False) or strawberry_field.extensions:
+            return None
+        if getattr(details[0], "fragment_variable_values", None) is not None:
+            return None
+        names = {a.graphql_name or a.python_name: a.python_name for a in strawberry_field.arguments}
+        try:
+            raw = get_argument_values(field, details[0].node, self.variable_values)
+        except Exception:  # noqa: BLE001 - graphql-core reports it, with its path, the ordinary way
+            return None
+        if set(raw) - set(names):
+            return None
+        kwargs = {names[k]: v for k, v in raw.items()}
+        if resolver.info_parameter is not None:
+            kwargs[resolver.info_parameter.name] = _ContextOnly(self.context_value)
+
+        def read(item: Any) -> Any:
+            try:
+                value = function(item, **kwargs)
+            except Exception as exc:  # the field's own error: graphql-core's path reports it
+                raise _Slow from exc
+            if isawaitable(value):  # not loaded yet: the ordinary path awaits it
+                if iscoroutine(value):
+                    value.close()
+                raise _Slow
+            return value
+
+        return read
 
 
 def _has_middleware(executor: Any) -> bool:
@@ -127,22 +187,38 @@ def _has_middleware(executor: Any) -> bool:
     return manager is not None and bool(getattr(manager, "middlewares", True))
 
 
-def _plain_leaf(object_type: GraphQLObjectType, name: str, node: Any) -> tuple[Any, Any, bool] | None:
-    """How to read and coerce field `name` when it is a plain attribute of a leaf type; else None."""
-    field = object_type.fields.get(name)
-    if field is None or field.args or node.arguments or node.directives or node.selection_set:
+def _reader(field: Any, strawberry_field: Any, node: Any) -> Callable[[Any], Any] | None:
+    """The attribute getter of a plain field (no resolver, no arguments); else None."""
+    if field.args or node.arguments:
         return None
-    resolve = field.resolve
-    strawberry_field = (field.extensions or {}).get(_BACKREF)
     # Strawberry marks the resolver of a field without one (a plain attribute) `_is_default`.
-    if resolve is None or not getattr(resolve, "_is_default", False) or strawberry_field is None:
+    if field.resolve is None or not getattr(field.resolve, "_is_default", False):
         return None
-    field_type = field.type
-    nullable = not isinstance(field_type, GraphQLNonNull)
-    leaf_type = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
-    if isinstance(leaf_type, GraphQLList) or not isinstance(leaf_type, GraphQLScalarType | GraphQLEnumType):
-        return None
-    return attrgetter(strawberry_field.python_name), leaf_type.coerce_output_value, nullable
+    return attrgetter(strawberry_field.python_name)
+
+
+PURE = "__modelyard_pure__"
+
+
+def pure(function: F) -> F:
+    """Mark a resolver the fast path may call directly: synchronous apart from answering an
+    awaitable when its data is not loaded yet, free of side effects, reading only `info.context`,
+    and with no permission classes or field extensions. Apply under `@strawberry.field`."""
+    setattr(function, PURE, True)
+    return function
+
+
+class _ContextOnly:
+    """The part of Strawberry's `Info` a `pure` resolver may read."""
+
+    __slots__ = ("context",)
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+
+
+def _complete_one(plan: Plan, value: Any) -> Any:
+    return _complete(plan, [value], True)[0]
 
 
 def _same(value: Any) -> Any:

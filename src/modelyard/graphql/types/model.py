@@ -11,6 +11,7 @@ from modelyard.catalog import aliases
 from modelyard.catalog.models import Task
 from modelyard.db.tables import AliasRow, ModelRow
 from modelyard.graphql.context import Info
+from modelyard.graphql.execution import pure
 from modelyard.graphql.pagination import page_args
 from modelyard.graphql.prefetch import prefetch
 from modelyard.graphql.types.common import Tag, tags_of
@@ -57,18 +58,22 @@ class Model(Node):
         return self.row.id
 
     @strawberry.field(description="Full name, with the namespace when there is one.")
+    @pure
     def name(self) -> str:
         return self.row.full_name
 
     @strawberry.field
+    @pure
     def namespace(self) -> str | None:
         return self.row.namespace or None
 
     @strawberry.field(description="Markdown model card.")
+    @pure
     def description(self) -> str:
         return self.row.description
 
     @strawberry.field
+    @pure
     def task(self) -> TaskEnum:  # type: ignore[valid-type]
         return Task(self.row.task)
 
@@ -77,14 +82,17 @@ class Model(Node):
         return tags_of(self.row.tags)
 
     @strawberry.field
+    @pure
     def created_at(self) -> datetime:
         return self.row.created_at
 
     @strawberry.field
+    @pure
     def updated_at(self) -> datetime:
         return self.row.updated_at
 
     @strawberry.field
+    @pure
     def created_by(self) -> str | None:
         return self.row.created_by
 

@@ -17,6 +17,7 @@ from modelyard.db.records import VersionLike
 from modelyard.db.tables import LineageEdgeRow
 from modelyard.errors import LimitError
 from modelyard.graphql.context import Info
+from modelyard.graphql.execution import pure
 from modelyard.graphql.prefetch import (
     check_keys,
     prefetch_ends,
@@ -109,12 +110,14 @@ class ModelVersion(Node):
         return self.row.id
 
     @strawberry.field
+    @pure
     def model(self, info: Info) -> ModelT:
         from modelyard.graphql.types.model import Model
 
         return soon(info.context.loaders.model, self.row.model_id, lambda row: Model(row=row))
 
     @strawberry.field(description="`name:number`, usable wherever a ref is taken.")
+    @pure
     def ref(self, info: Info) -> str:
         number = self.row.number
         return soon(info.context.loaders.model, self.row.model_id, lambda model: f"{model.full_name}:{number}")
@@ -127,6 +130,7 @@ class ModelVersion(Node):
         return _keyed(loaders.param, [(self.row.id, k) for k in check_keys(keys, "param")], Param.of)
 
     @strawberry.field
+    @pure
     def param(self, info: Info, key: str) -> Param | None:
         return soon(info.context.loaders.param, (self.row.id, check_key(key, "param")),
                     lambda row: Param.of(row) if row else None)
@@ -140,6 +144,7 @@ class ModelVersion(Node):
         return _keyed(loaders.metric, [(self.row.id, k) for k in check_keys(keys, "metric")], Metric.of)
 
     @strawberry.field
+    @pure
     def metric(self, info: Info, key: str) -> Metric | None:
         return soon(info.context.loaders.metric, (self.row.id, check_key(key, "metric")),
                     lambda row: Metric.of(row) if row else None)
