@@ -264,7 +264,8 @@ class Database:
     sqlite_path: Path | None = None
 
 
-async def _pg_admin(admin_url: str, statement: str) -> None:
+async def pg_admin(admin_url: str, statement: str) -> None:
+    """Run one statement on the admin connection (CREATE/DROP DATABASE)."""
     conn = await asyncpg.connect(admin_url)
     try:
         await conn.execute(statement)
@@ -283,12 +284,12 @@ def fresh_database(kind: str, pg_admin_url: str) -> Iterator[Database]:
             yield Database(kind, url, Settings(data_dir=data_dir, database_url=url, admin_token=ADMIN_SECRET), path)
             return
         name = f"modelyard_bench_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(pg_admin_url, f'CREATE DATABASE "{name}"'))
         try:
             url = f"{pg_admin_url.rsplit('/', 1)[0]}/{name}"
             yield Database(kind, url, Settings(data_dir=data_dir, database_url=url, admin_token=ADMIN_SECRET))
         finally:
-            asyncio.run(_pg_admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(pg_admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 # ---------------------------------------------------------------------------------------------

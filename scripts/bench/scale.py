@@ -73,6 +73,7 @@ from catalog import (
     live_server,
     measure,
     model_name,
+    pg_admin,
     random_content,
 )
 from machine import command_line, git_state, machine
@@ -561,19 +562,11 @@ async def _migrate(url: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-async def _admin(admin_url: str, statement: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextlib.contextmanager
 def fresh_database(opts: Options) -> Iterator[str]:
     """A new database `modelyard_scale_<random>`; dropped after the block unless --keep."""
     name = f"modelyard_scale_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(opts.pg_admin_url, f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(opts.pg_admin_url, f'CREATE DATABASE "{name}"'))
     url = f"{opts.pg_admin_url.rsplit('/', 1)[0]}/{name}"
     try:
         yield url
@@ -581,7 +574,7 @@ def fresh_database(opts: Options) -> Iterator[str]:
         if opts.keep:
             print(f"\nkept the database: {url}")
         else:
-            asyncio.run(_admin(opts.pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(pg_admin(opts.pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             print(f"\ndropped the database {name}")
 
 
